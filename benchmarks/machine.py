@@ -56,18 +56,27 @@ def _version(package):
         return None
 
 
-def _git_commit():
+def _git(*args):
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", *args],
             capture_output=True,
             text=True,
             timeout=10,
-            cwd=Path(__file__).resolve().parent,
+            cwd=Path(__file__).resolve().parent.parent,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout.strip() or None
+        return ""
+    return completed.stdout.strip() if completed.returncode == 0 else ""
+
+
+def _chainrule_source():
+    """The checkout's commit, and whether chainrule/ differs from it."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "source checkout"
+    dirty = _git("status", "--porcelain", "--", "chainrule")
+    return f"source checkout at {commit}" + (" with uncommitted changes" if dirty else "")
 
 
 def describe():
@@ -75,9 +84,8 @@ def describe():
     versions = []
     for package in PACKAGES:
         version = _version(package)
-        if package == "chainrule" and version is None:
-            commit = _git_commit()
-            version = f"source checkout {commit}" if commit else "source checkout"
+        if package == "chainrule":  # run from the checkout: say which state of it
+            version = f"{version} ({_chainrule_source()})" if version else _chainrule_source()
         versions.append(f"{package} {version or 'not installed'}")
     return [
         ("CPU", _cpu_model()),
