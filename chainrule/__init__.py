@@ -1,0 +1,10 @@
+"""chainrule: exact derivatives of ordinary NumPy code, in forward and reverse mode, to
+any order."""
+from .api import (concrete, grad, hessian, jacfwd, jacobian, jacrev, jvp,  # noqa: F401
+                  linearize, make_graph, stop_gradient, value_and_grad, vjp)
+from .core.errors import (ChainruleError, ConcretizationError, NonDifferentiableError,  # noqa: F401
+                          ShapeError, TracerConversionError, UnsupportedOperationError)
+from .core.pytree import (register_dataclass, register_pytree, tree_flatten,  # noqa: F401
+                          tree_map, tree_unflatten)
+
+__version__ = "0.1.0"

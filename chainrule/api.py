@@ -1,0 +1,333 @@
+"""The user-facing transformations: grad, value_and_grad, jvp, vjp, linearize, jacfwd,
+jacrev, jacobian, hessian, make_graph, stop_gradient.
+
+Every transformation traces the function on tracers carrying concrete values (so Python
+control flow works), then runs a graph transformation: forward mode walks the graph
+with tangents; reverse mode linearizes it and transposes the linear graph. Nested
+transformations trace into each other, so any composition and any order works.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from . import ops  # noqa: F401  (registers every primitive)
+from .core.errors import NonDifferentiableError, ShapeError
+from .core.ir import Literal, aval_of
+from .core.pytree import tree_flatten, tree_map, tree_unflatten
+from .core.trace import Tracer, concrete as _concrete, trace_flat
+from .core.trace import eval_graph
+from .ops.elementwise import stop_gradient_p
+from .transforms.jvp import instantiate, jvp_graph, linearize_graph
+from .transforms.transpose import backward_pass
+
+
+# --------------------------------------------------------------------------- tracing a function
+
+def _as_leaf(x):
+    if isinstance(x, (Tracer, np.ndarray)):
+        return x
+    if isinstance(x, (bool, int, float, complex, np.generic, list)):
+        return np.asarray(x)
+    raise TypeError(f"arguments to transform must be arrays, scalars or pytrees of them; "
+                    f"got {type(x).__name__}")
+
+
+def _is_float(x) -> bool:
+    return np.issubdtype(aval_of(x).dtype, np.inexact)
+
+
+class _Traced:
+    """A function traced at given arguments: its graph, the values of all its Vars,
+    and how to rebuild pytrees of inputs and outputs."""
+
+    def __init__(self, fun, args, argnums, has_aux=False, hints=None):
+        args = list(args)
+        leaves, self.in_tree = tree_flatten(tuple(args[i] for i in argnums))
+        self.leaves = [_as_leaf(x) for x in leaves]
+        self.aux = None
+
+        def flat_fun(*tracers):
+            full = list(args)
+            for i, a in zip(argnums, tree_unflatten(self.in_tree, tracers)):
+                full[i] = a
+            out = fun(*full)
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise TypeError("with has_aux=True the function must return a pair "
+                                    "(output, auxiliary data)")
+                out, self.aux = out
+            out_leaves, self.out_tree = tree_flatten(out)
+            return out_leaves
+
+        self.graph, trace, _ = trace_flat(flat_fun, self.leaves, hints=hints)
+        self.values = trace.values
+        if has_aux:
+            self.aux = tree_map(_concrete_or_self, self.aux)
+        self.outs = [a.value if isinstance(a, Literal) else self.values[a]
+                     for a in self.graph.outvars]
+
+    def output(self):
+        return tree_unflatten(self.out_tree, self.outs)
+
+    def linearize(self):
+        return linearize_graph(self.graph, self.values, [_is_float(x) for x in self.leaves])
+
+
+def _concrete_or_self(x):
+    """Auxiliary outputs leave the trace as their values (not differentiated)."""
+    return x._value if isinstance(x, Tracer) and x._trace.level and x._value is not None \
+        else x
+
+
+def _argnums_tuple(argnums, nargs):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for n in nums:
+        if not -nargs <= n < nargs:
+            raise ValueError(f"argnums {argnums} out of range for {nargs} positional "
+                             f"argument(s)")
+    return tuple(n % nargs for n in nums)
+
+
+def _check_differentiable(traced, what):
+    for leaf in traced.leaves:
+        if not _is_float(leaf):
+            raise NonDifferentiableError(
+                f"{what} with respect to an input of dtype {aval_of(leaf).dtype}: "
+                f"derivatives are taken with respect to floating-point arrays. Pass "
+                f"floats (e.g. x.astype(float) or 3.0 instead of 3), or move the integer "
+                f"argument out of argnums.")
+
+
+def _pullback(traced, lin):
+    def pullback(ct):
+        ct_leaves, ct_tree = tree_flatten(ct)
+        if ct_tree != traced.out_tree:
+            raise ShapeError(f"the cotangent's structure {ct_tree} differs from the "
+                             f"output's {traced.out_tree}")
+        for c, o in zip(ct_leaves, traced.outs):
+            if np.shape(c) != np.shape(o):
+                raise ShapeError(f"cotangent of shape {np.shape(c)} for an output of "
+                                 f"shape {np.shape(o)}")
+        ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, aval_of(o).dtype)
+                     for c, o in zip(ct_leaves, traced.outs)]
+        cts = iter(backward_pass(lin, ct_leaves))
+        flat = [instantiate(next(cts)) if _is_float(x) else np.zeros(np.shape(x))
+                for x in traced.leaves]
+        return tree_unflatten(traced.in_tree, flat)
+    return pullback
+
+
+# --------------------------------------------------------------------------- reverse mode
+
+def vjp(fun, *primals, has_aux=False):
+    """(fun(*primals), pullback) where pullback(cotangent) returns one cotangent per
+    primal, each shaped like it. With has_aux, also returns fun's auxiliary output."""
+    traced = _Traced(fun, primals, range(len(primals)), has_aux)
+    pullback = _pullback(traced, traced.linearize())
+    return (traced.output(), pullback, traced.aux) if has_aux else \
+        (traced.output(), pullback)
+
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """Returns a function giving (fun(*args), gradient of fun wrt args[argnums]).
+    fun must return a float scalar (with has_aux: a pair (scalar, aux))."""
+    @functools.wraps(fun)
+    def value_and_grad_fun(*args, **kwargs):
+        nums = _argnums_tuple(argnums, len(args))
+        traced = _Traced(lambda *a: fun(*a, **kwargs), args, nums, has_aux)
+        _check_differentiable(traced, "grad")
+        if len(traced.outs) != 1 or np.shape(traced.outs[0]) != ():
+            shapes = [np.shape(o) for o in traced.outs]
+            raise ShapeError(
+                f"grad needs a function with a scalar output, got output shape(s) "
+                f"{shapes}; use jacrev/jacobian for non-scalar outputs, vjp for a "
+                f"cotangent of your choice, or reduce the output (e.g. np.sum)")
+        out = traced.outs[0]
+        if not _is_float(out):
+            raise NonDifferentiableError(
+                f"grad needs a floating-point output, got dtype {aval_of(out).dtype}")
+        grads = _pullback(traced, traced.linearize())(
+            tree_unflatten(traced.out_tree, [np.ones((), aval_of(out).dtype)]))
+        grads = grads[0] if isinstance(argnums, int) else grads
+        value = traced.output()
+        return ((value, traced.aux), grads) if has_aux else (value, grads)
+    return value_and_grad_fun
+
+
+def grad(fun, argnums=0, has_aux=False):
+    """The gradient of a scalar function with respect to args[argnums], in the same
+    pytree structure as those arguments."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def grad_fun(*args, **kwargs):
+        (value, g) = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+    return grad_fun
+
+
+# --------------------------------------------------------------------------- forward mode
+
+def _check_tangents(primals, tangents):
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    t_leaves, t_tree = tree_flatten(tuple(tangents))
+    if p_tree != t_tree:
+        raise ShapeError(f"tangents have structure {t_tree}, primals {p_tree}")
+    for p, t in zip(p_leaves, t_leaves):
+        if np.shape(p) != np.shape(t):
+            raise ShapeError(f"tangent of shape {np.shape(t)} for a primal of shape "
+                             f"{np.shape(p)}")
+    return [_as_leaf(t) for t in t_leaves]
+
+
+def jvp(fun, primals, tangents, has_aux=False):
+    """(fun(*primals), directional derivative of fun at primals along tangents)."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    t_leaves = _check_tangents(primals, tangents)
+    traced = _Traced(fun, primals, range(len(primals)), has_aux)
+    t_leaves = [t if _is_float(p) else np.zeros(np.shape(p))
+                for p, t in zip(traced.leaves, t_leaves)]
+    outs_t = [instantiate(t) for t in jvp_graph(traced.graph, traced.values, t_leaves)]
+    result = (traced.output(), tree_unflatten(traced.out_tree, outs_t))
+    return result + (traced.aux,) if has_aux else result
+
+
+def linearize(fun, *primals):
+    """(fun(*primals), f_lin) where f_lin(*tangents) is the JVP at primals, from a
+    linear graph computed once (printable: f_lin.graph)."""
+    traced = _Traced(fun, primals, range(len(primals)))
+    lin = traced.linearize()
+    float_mask = [_is_float(x) for x in traced.leaves]
+
+    def f_lin(*tangents):
+        t_leaves = _check_tangents(primals, tangents)
+        outs = eval_graph(lin, lin.consts, [t for t, f in zip(t_leaves, float_mask) if f])
+        return tree_unflatten(traced.out_tree, outs)
+    f_lin.graph = lin
+    return traced.output(), f_lin
+
+
+# --------------------------------------------------------------------------- Jacobians
+
+def _basis(leaf):
+    """The standard basis of a leaf's space, one array at a time."""
+    n = int(np.size(leaf))
+    dtype = aval_of(leaf).dtype
+    for k in range(n):
+        e = np.zeros(n, dtype)
+        e[k] = 1
+        yield e.reshape(np.shape(leaf))
+
+
+def _forward_blocks(lin, ins, outs):
+    """blocks[i][j] = d out_i / d in_j, one linear-graph evaluation per input element."""
+    blocks = [[None] * len(ins) for _ in outs]
+    for j, xj in enumerate(ins):
+        columns = [eval_graph(lin, lin.consts, [e if k == j else np.zeros_like(x)
+                                                for k, x in enumerate(ins)])
+                   for e in _basis(xj)]
+        for i, o in enumerate(outs):
+            col = np.stack([c[i] for c in columns], axis=-1) if columns else \
+                np.zeros(np.shape(o) + (0,))
+            blocks[i][j] = np.reshape(col, np.shape(o) + np.shape(xj))
+    return blocks
+
+
+def _reverse_blocks(lin, ins, outs):
+    """blocks[i][j] = d out_i / d in_j, one backward pass per output element."""
+    blocks = []
+    for i, oi in enumerate(outs):
+        rows = [[instantiate(c) for c in backward_pass(
+            lin, [e if k == i else np.zeros_like(o) for k, o in enumerate(outs)])]
+            for e in _basis(oi)]
+        blocks.append([np.reshape(np.stack([r[j] for r in rows]) if rows else
+                                  np.zeros((0,) + np.shape(x)), np.shape(oi) + np.shape(x))
+                       for j, x in enumerate(ins)])
+    return blocks
+
+
+def _jac_transform(fun, argnums, direction):
+    @functools.wraps(fun)
+    def jac_fun(*args, **kwargs):
+        nums = _argnums_tuple(argnums, len(args))
+        traced = _Traced(lambda *a: fun(*a, **kwargs), args, nums)
+        _check_differentiable(traced, "a Jacobian")
+        for o in traced.outs:
+            if not _is_float(o):
+                raise NonDifferentiableError(
+                    f"a Jacobian of an output of dtype {aval_of(o).dtype}")
+        blocks = (_forward_blocks if direction == "fwd" else _reverse_blocks)(
+            traced.linearize(), traced.leaves, traced.outs)
+        rows = [tree_unflatten(traced.in_tree, row) for row in blocks]
+        rows = [r[0] for r in rows] if isinstance(argnums, int) else rows
+        return tree_unflatten(traced.out_tree, rows)
+    return jac_fun
+
+
+def jacfwd(fun, argnums=0):
+    """The Jacobian by forward mode: one JVP per input element."""
+    return _jac_transform(fun, argnums, "fwd")
+
+
+def jacrev(fun, argnums=0):
+    """The Jacobian by reverse mode: one VJP per output element."""
+    return _jac_transform(fun, argnums, "rev")
+
+
+def jacobian(fun, argnums=0, mode="auto"):
+    """The Jacobian, shaped out.shape + in.shape. mode: "fwd", "rev" or "auto" (forward
+    when the inputs are no larger than the outputs)."""
+    if mode in ("fwd", "rev"):
+        return _jac_transform(fun, argnums, mode)
+    if mode != "auto":
+        raise ValueError(f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
+
+    @functools.wraps(fun)
+    def auto(*args, **kwargs):
+        nums = _argnums_tuple(argnums, len(args))
+        n_in = sum(np.size(x) for x in tree_flatten(tuple(args[i] for i in nums))[0])
+        out = fun(*args, **kwargs)
+        n_out = sum(np.size(x) for x in tree_flatten(out)[0])
+        return _jac_transform(fun, argnums, "fwd" if n_in <= n_out else "rev")(
+            *args, **kwargs)
+    return auto
+
+
+def hessian(fun, argnums=0):
+    """The Hessian: forward-over-reverse, jacfwd(jacrev(fun))."""
+    return jacfwd(jacrev(fun, argnums), argnums)
+
+
+# --------------------------------------------------------------------------- graphs and values
+
+def make_graph(fun, static_argnums=()):
+    """Returns a function that traces fun at given arguments and returns its Graph
+    (print it to read the equations)."""
+    try:
+        names = list(inspect.signature(fun).parameters)
+    except (TypeError, ValueError):
+        names = []
+
+    @functools.wraps(fun)
+    def graph_of(*args):
+        nums = [i for i in range(len(args)) if i not in static_argnums]
+        hints = []
+        for i in nums:
+            n = tree_flatten(args[i])[1].num_leaves
+            base = names[i] if i < len(names) else f"arg{i}"
+            hints += [base] if n == 1 else [f"{base}_{k}" for k in range(n)]
+        return _Traced(fun, args, nums, hints=hints).graph
+    return graph_of
+
+
+def stop_gradient(x):
+    """x, with derivatives stopped: every tangent and cotangent through it is zero."""
+    return tree_map(lambda leaf: stop_gradient_p.bind(leaf), x)
+
+
+def concrete(x):
+    """The plain NumPy value of a traced array, detached on purpose (for logging)."""
+    return tree_map(lambda leaf: _concrete(leaf) if isinstance(leaf, Tracer) else leaf, x)

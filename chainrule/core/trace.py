@@ -1,0 +1,402 @@
+"""Tracing: running a user's NumPy function on tracers to record a Graph.
+
+Traces nest. Each transformation (`grad`, `jvp`, `jit`, ...) opens a trace one level
+above the current ones; an operation records into the highest-level trace among its
+arguments, and everything from lower levels (arrays, tracers of enclosing transforms) is
+a constant of that trace. This is what makes `grad(grad(f))` and closures correct.
+
+A tracer of a *concrete* trace carries its value, and that value is an object of the
+level below (a NumPy array at the bottom, or a tracer of the enclosing trace). Computing
+the value of an operation is therefore binding the same primitive one level down, and
+Python `if`/`while` on values works. A tracer of an *abstract* trace (jit, linear
+graphs) carries only its shape and dtype.
+
+Tracers take part in NumPy's own dispatch (`__array_ufunc__`, `__array_function__`)
+and in Python's operators; the op modules register what each NumPy function means in
+`handlers`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+
+from .errors import (ConcretizationError, LeakedTracerError, TracerConversionError,
+                     unsupported_function)
+from .ir import Aval, Eqn, Graph, Literal, Var, aval_of
+
+# NumPy function, ufunc, or method name ("getitem", "setitem", "astype") -> handler.
+handlers: dict = {}
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_trace_stack: list = []
+
+
+def user_source():
+    """(filename, line number) of the innermost frame outside chainrule, or None."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+
+
+class Trace:
+    """Records equations. `abstract` traces know shapes only; concrete ones keep every
+    Var's value in `values` (the residuals that reverse mode reuses)."""
+
+    def __init__(self, level: int, abstract: bool, record_source: bool):
+        self.level = level
+        self.abstract = abstract
+        self.record_source = record_source
+        self.eqns: list = []
+        self.constvars: list = []
+        self.consts: list = []
+        self.values: dict = {}
+        self._consts_by_key: dict = {}
+        self.active = True
+
+    def new_input(self, x, hint=None) -> "Tracer":
+        aval = x if isinstance(x, Aval) else aval_of(x)
+        value = None if self.abstract else x
+        var = Var(aval, hint)
+        self.values[var] = value
+        return Tracer(self, var, value)
+
+    def atom(self, x):
+        """The graph atom for x: its Var, a Literal, or a constvar bound to x."""
+        if isinstance(x, Tracer):
+            if x._trace is self:
+                return x._var
+            if not x._trace.active:
+                raise LeakedTracerError(
+                    "a traced value escaped the function it belongs to and was used "
+                    "afterwards; return it from the function instead of storing it")
+            key = x._var
+        elif isinstance(x, np.generic) or (isinstance(x, np.ndarray) and x.ndim == 0):
+            return Literal(x[()] if isinstance(x, np.ndarray) else x)
+        elif isinstance(x, (bool, int, float, complex)):
+            return Literal(x)
+        else:
+            key = id(x)
+        var = self._consts_by_key.get(key)
+        if var is None:
+            var = Var(aval_of(x))
+            self._consts_by_key[key] = var
+            self.constvars.append(var)
+            self.consts.append(x)
+            self.values[var] = x
+        return var
+
+    def process(self, prim, args, params):
+        atoms = [self.atom(a) for a in args]
+        if self.abstract:
+            avals = prim.shape(*[a.aval for a in atoms], **params)
+            vals = [None] * len(avals)
+        else:
+            ins = [self.values[a] if isinstance(a, Var) else a.value for a in atoms]
+            out = prim.bind(*ins, **params)
+            vals = list(out) if prim.multiple_results else [out]
+            avals = [aval_of(v) for v in vals]
+        outs = [Var(av) for av in avals]
+        source = user_source() if self.record_source else None
+        self.eqns.append(Eqn(prim, atoms, outs, params, source))
+        for v, val in zip(outs, vals):
+            self.values[v] = val
+        tracers = [Tracer(self, v, val) for v, val in zip(outs, vals)]
+        return tracers if prim.multiple_results else tracers[0]
+
+    def graph(self, in_vars, outs) -> Graph:
+        out_atoms = [self.atom(o) for o in outs]
+        return Graph(list(self.constvars), list(in_vars), list(self.eqns), out_atoms,
+                     list(self.consts))
+
+
+def bind(prim, args, params):
+    """Applies prim: records it in the innermost trace among args, or runs it."""
+    top = None
+    for a in args:
+        if isinstance(a, Tracer) and (top is None or a._trace.level > top.level):
+            top = a._trace
+    if top is None:
+        return prim.impl(*args, **params)
+    if not top.active:
+        raise LeakedTracerError(
+            f"`{prim.name}` was applied to a traced value that escaped the function it "
+            f"belongs to; return the value from the function instead of storing it")
+    return top.process(prim, args, params)
+
+
+@contextmanager
+def new_trace(abstract: bool = False, record_source: bool = False):
+    level = _trace_stack[-1].level + 1 if _trace_stack else 1
+    trace = Trace(level, abstract, record_source or abstract)
+    _trace_stack.append(trace)
+    try:
+        yield trace
+    finally:
+        _trace_stack.pop()
+        trace.active = False
+
+
+def trace_flat(fn, args, abstract=False, hints=None):
+    """Runs fn(*tracers) on a new trace. Returns (graph, trace, outputs) where outputs
+    are what fn returned (a flat list)."""
+    with new_trace(abstract) as trace:
+        tracers = [trace.new_input(a, None if hints is None else hints[i])
+                   for i, a in enumerate(args)]
+        in_vars = [t._var for t in tracers]
+        outs = fn(*tracers)
+        graph = trace.graph(in_vars, outs)
+    return graph, trace, outs
+
+
+def eval_graph(graph: Graph, consts, args) -> list:
+    """Runs the graph by binding each primitive: on arrays this computes, on tracers
+    it records (so a graph can be traced into another)."""
+    env = dict(zip(graph.constvars, consts))
+    env.update(zip(graph.invars, args))
+    read = lambda a: a.value if isinstance(a, Literal) else env[a]
+    for e in graph.eqns:
+        out = e.prim.bind(*[read(a) for a in e.inputs], **e.params)
+        if e.prim.multiple_results:
+            env.update(zip(e.outputs, out))
+        else:
+            env[e.outputs[0]] = out
+    return [read(a) for a in graph.outvars]
+
+
+def concrete(x):
+    """The plain value below any tracers, or None when traced without values."""
+    while isinstance(x, Tracer):
+        x = x._value
+    return x
+
+
+def _handler(key, name):
+    h = handlers.get(key)
+    if h is None:
+        raise unsupported_function(name)
+    return h
+
+
+def _np_name(func) -> str:
+    module = getattr(func, "__module__", None) or "numpy"
+    return f"{module.replace('numpy.', 'np.').replace('numpy', 'np')}.{func.__name__}"
+
+
+class Tracer:
+    """Stands for an array while a function is traced. Behaves like an ndarray."""
+    __slots__ = ("_trace", "_var", "_value")
+    __array_priority__ = 1000
+    __hash__ = None
+
+    def __init__(self, trace, var, value):
+        self._trace = trace
+        self._var = var
+        self._value = value
+
+    # ---- attributes
+    @property
+    def aval(self):
+        return self._var.aval
+
+    shape = property(lambda self: self._var.aval.shape)
+    dtype = property(lambda self: self._var.aval.dtype)
+    ndim = property(lambda self: self._var.aval.ndim)
+    size = property(lambda self: self._var.aval.size)
+    T = property(lambda self: np.transpose(self))
+    mT = property(lambda self: np.swapaxes(self, -1, -2))
+
+    def __repr__(self):
+        v = concrete(self)
+        shown = "" if v is None else f" value={np.array2string(np.asarray(v), threshold=8)}"
+        return f"Tracer<{self.aval}, level {self._trace.level}>{shown}"
+
+    # ---- NumPy dispatch
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__":
+            raise unsupported_function(f"np.{ufunc.__name__}.{method}")
+        out = kwargs.pop("out", None)
+        dtype = kwargs.pop("dtype", None)
+        if kwargs:
+            raise unsupported_function(
+                f"np.{ufunc.__name__} with argument(s) {', '.join(kwargs)}")
+        result = _handler(ufunc, f"np.{ufunc.__name__}")(*inputs)
+        if dtype is not None:
+            result = result.astype(dtype)
+        if out is None:
+            return result
+        target = out[0] if isinstance(out, tuple) else out
+        if not isinstance(target, Tracer):
+            raise TracerConversionError(
+                f"np.{ufunc.__name__}(..., out=<NumPy array>) would write a traced value "
+                f"into a plain array and lose its derivative; write `x = x + y` "
+                f"instead of `x += y` for plain arrays")
+        target._assign(result)
+        return target
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _handler(func, _np_name(func))(*args, **kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracerConversionError(
+            f"a traced array ({self.aval}) was converted to a plain NumPy array, which "
+            f"would silently drop its derivative. This happens in np.array([...]) / "
+            f"np.asarray(...) of traced values and when writing a traced value into a "
+            f"plain array: use np.stack([...]) / np.concatenate, or start from a traced "
+            f"array (e.g. np.zeros_like(x)) and assign into that.")
+
+    # ---- conversion to Python values
+    def _concrete(self, what):
+        v = concrete(self)
+        if v is None:
+            raise ConcretizationError(
+                f"{what} needs the value of a traced array ({self.aval}), but inside "
+                f"`jit` only shapes and dtypes are known. Use chainrule.cond / "
+                f"chainrule.while_loop / chainrule.fori_loop / chainrule.scan for "
+                f"control flow that depends on values, or mark the argument static "
+                f"(static_argnums).")
+        return v
+
+    def __bool__(self):
+        return bool(self._concrete("Python control flow (`if`, `while`, `and`, ...)"))
+
+    def _detaching(self, what):
+        if np.issubdtype(self.dtype, np.inexact):
+            raise TracerConversionError(
+                f"{what} of a traced floating-point array would drop its derivative. "
+                f"Keep it an array, compare arrays directly for control flow "
+                f"(`if x < tol:`), or call chainrule.concrete(x) to detach it on purpose.")
+        return self._concrete(what)
+
+    def __float__(self):
+        return float(self._detaching("float()"))
+
+    def __complex__(self):
+        return complex(self._detaching("complex()"))
+
+    def __int__(self):
+        return int(self._detaching("int()"))
+
+    def __index__(self):
+        return int(self._detaching("use as an index"))
+
+    def item(self, *args):
+        return np.asarray(self._detaching(".item()")).item(*args)
+
+    def tolist(self):
+        return np.asarray(self._detaching(".tolist()")).tolist()
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    # ---- in-place updates are recorded as new values bound to the same tracer
+    def _assign(self, new):
+        if not isinstance(new, Tracer) or new._trace is not self._trace:
+            raise TracerConversionError(
+                "an in-place update (`x[...] = v`, `x += v`) of an array from an "
+                "enclosing function, inside a transformed inner function; write "
+                "`x = x + v` (or a functional update) so the outer value is untouched")
+        if new.shape != self.shape:
+            raise ValueError(f"in-place update changes shape {self.shape} -> {new.shape}")
+        if new.dtype != self.dtype:
+            new = new.astype(self.dtype)
+        self._var, self._value = new._var, new._value
+
+    def __setitem__(self, index, value):
+        self._assign(_handler("setitem", "x[...] = v")(self, index, value))
+
+    def __getitem__(self, index):
+        return _handler("getitem", "x[...]")(self, index)
+
+    def astype(self, dtype, copy=True):
+        return _handler("astype", "astype")(self, dtype)
+
+    def copy(self):
+        return np.copy(self)
+
+    # ---- methods that mirror ndarray's, by way of NumPy's functions
+    def sum(self, *a, **k): return np.sum(self, *a, **k)
+    def mean(self, *a, **k): return np.mean(self, *a, **k)
+    def prod(self, *a, **k): return np.prod(self, *a, **k)
+    def var(self, *a, **k): return np.var(self, *a, **k)
+    def std(self, *a, **k): return np.std(self, *a, **k)
+    def max(self, *a, **k): return np.max(self, *a, **k)
+    def min(self, *a, **k): return np.min(self, *a, **k)
+    def argmax(self, *a, **k): return np.argmax(self, *a, **k)
+    def argmin(self, *a, **k): return np.argmin(self, *a, **k)
+    def cumsum(self, *a, **k): return np.cumsum(self, *a, **k)
+    def cumprod(self, *a, **k): return np.cumprod(self, *a, **k)
+    def dot(self, other): return np.dot(self, other)
+    def ravel(self, order="C"): return np.ravel(self, order)
+    def flatten(self, order="C"): return np.ravel(self, order)
+    def squeeze(self, axis=None): return np.squeeze(self, axis)
+    def clip(self, a_min=None, a_max=None): return np.clip(self, a_min, a_max)
+    def round(self, decimals=0): return np.round(self, decimals)
+    def trace(self, *a, **k): return np.trace(self, *a, **k)
+    def diagonal(self, *a, **k): return np.diagonal(self, *a, **k)
+    def conj(self): return self
+    def all(self, *a, **k): return np.all(self, *a, **k)
+    def any(self, *a, **k): return np.any(self, *a, **k)
+
+    def reshape(self, *shape, order="C"):
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
+        return np.reshape(self, shape, order=order)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
+            axes = axes[0]
+        return np.transpose(self, axes or None)
+
+    def swapaxes(self, a, b): return np.swapaxes(self, a, b)
+    def repeat(self, repeats, axis=None): return np.repeat(self, repeats, axis)
+    def take(self, indices, axis=None): return np.take(self, indices, axis)
+    def sort(self, *a, **k): raise TypeError("use np.sort(x): in-place sort is not traced")
+
+    # ---- Python operators go through NumPy's ufuncs, hence through the handlers
+    def __neg__(self): return np.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return np.abs(self)
+    def __invert__(self): return np.invert(self)
+    def __add__(self, o): return np.add(self, o)
+    def __radd__(self, o): return np.add(o, self)
+    def __sub__(self, o): return np.subtract(self, o)
+    def __rsub__(self, o): return np.subtract(o, self)
+    def __mul__(self, o): return np.multiply(self, o)
+    def __rmul__(self, o): return np.multiply(o, self)
+    def __truediv__(self, o): return np.true_divide(self, o)
+    def __rtruediv__(self, o): return np.true_divide(o, self)
+    def __floordiv__(self, o): return np.floor_divide(self, o)
+    def __rfloordiv__(self, o): return np.floor_divide(o, self)
+    def __mod__(self, o): return np.mod(self, o)
+    def __rmod__(self, o): return np.mod(o, self)
+    def __pow__(self, o): return np.power(self, o)
+    def __rpow__(self, o): return np.power(o, self)
+    def __matmul__(self, o): return np.matmul(self, o)
+    def __rmatmul__(self, o): return np.matmul(o, self)
+    def __lt__(self, o): return np.less(self, o)
+    def __le__(self, o): return np.less_equal(self, o)
+    def __gt__(self, o): return np.greater(self, o)
+    def __ge__(self, o): return np.greater_equal(self, o)
+    def __eq__(self, o): return np.equal(self, o)
+    def __ne__(self, o): return np.not_equal(self, o)
+    def __and__(self, o): return np.logical_and(self, o)
+    def __rand__(self, o): return np.logical_and(o, self)
+    def __or__(self, o): return np.logical_or(self, o)
+    def __ror__(self, o): return np.logical_or(o, self)
+    def __xor__(self, o): return np.logical_xor(self, o)
+
+    def __iadd__(self, o): self._assign(self + o); return self
+    def __isub__(self, o): self._assign(self - o); return self
+    def __imul__(self, o): self._assign(self * o); return self
+    def __itruediv__(self, o): self._assign(self / o); return self
+    def __ipow__(self, o): self._assign(self ** o); return self
+    def __imatmul__(self, o): self._assign(self @ o); return self

@@ -1,0 +1,230 @@
+"""Reductions: sum, max, min and cumsum are primitives; mean, var, std, prod, cumprod,
+average are composed from them (prod and cumprod by balanced trees of multiplications,
+so their derivatives are exact even where elements are zero).
+
+Ties in max/min share the derivative equally among the tied elements (an element of
+the Clarke Jacobian); argmax/argmin/argsort are integer-valued and not differentiated.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.errors import ShapeError
+from ..core.ir import Aval, aval_of
+from ..core.primitive import Zero, primitive
+from .common import as_operand, implements, normalize_axes, normalize_axis
+from .shape import broadcast_to, concatenate, linear_primitive, reshape
+
+
+def _reduced_shape(shape, axes):
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def expand_reduced(y, shape, axes):
+    """Broadcasts a reduced result back over the reduced axes."""
+    return broadcast_to(reshape(y, _keepdims_shape(shape, axes)), shape)
+
+
+def _sum_dtype(dtype):
+    return np.dtype(np.int64) if dtype.kind in "biu" else dtype
+
+
+reduce_sum_p = linear_primitive(
+    "reduce_sum", lambda x, axes: np.sum(x, axis=axes),
+    lambda x, axes: Aval(_reduced_shape(x.shape, axes), _sum_dtype(x.dtype)),
+    transpose=lambda cts, x, axes: [expand_reduced(cts[0], x.aval.shape, axes)])
+
+
+def _extremum_jvp(primals, tangents, outs, axes):
+    x, t, y = primals[0], tangents[0], outs[0]
+    hits = np.equal(x, expand_reduced(y, np.shape(x), axes))
+    weights = hits / expand_reduced(np.sum(hits, axis=axes), np.shape(x), axes)
+    return [np.sum(t * weights, axis=axes)]
+
+
+def _extremum(name, fn):
+    return primitive(name, lambda x, axes: fn(x, axis=axes),
+                     lambda x, axes: Aval(_reduced_shape(x.shape, axes), x.dtype),
+                     jvp=_extremum_jvp)
+
+
+reduce_max_p = _extremum("reduce_max", np.max)
+reduce_min_p = _extremum("reduce_min", np.min)
+
+
+def _reduce(prim, x, axis, keepdims):
+    x = as_operand(x)
+    axes = normalize_axes(axis, x.ndim)
+    if prim is not reduce_sum_p and any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"{prim.name} of an empty array has no identity")
+    y = prim.bind(x, axes=axes) if axes else x
+    return reshape(y, _keepdims_shape(x.shape, axes)) if keepdims else y
+
+
+@implements(np.sum)
+def sum_(a, axis=None, dtype=None, out=None, keepdims=False, initial=0, where=True):
+    y = _reduce(reduce_sum_p, a, axis, keepdims)
+    return y + initial if initial != 0 else (y.astype(dtype) if dtype else y)
+
+
+@implements(np.max, np.amax)
+def max_(a, axis=None, out=None, keepdims=False, **kw):
+    return _reduce(reduce_max_p, a, axis, keepdims)
+
+
+@implements(np.min, np.amin)
+def min_(a, axis=None, out=None, keepdims=False, **kw):
+    return _reduce(reduce_min_p, a, axis, keepdims)
+
+
+@implements(np.mean)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    a = as_operand(a)
+    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)]))
+    total = sum_(a, axis, keepdims=keepdims)
+    return total / (count if np.issubdtype(total.dtype, np.inexact) else float(count))
+
+
+@implements(np.average)
+def average(a, axis=None, weights=None, returned=False, keepdims=False):
+    if weights is None:
+        return mean(a, axis, keepdims=keepdims)
+    a = as_operand(a)
+    if np.shape(weights) != a.shape:
+        shape = [1] * a.ndim
+        shape[normalize_axis(axis, a.ndim)] = -1
+        weights = reshape(weights, shape)
+    return sum_(a * weights, axis, keepdims=keepdims) / sum_(
+        broadcast_to(weights, a.shape), axis, keepdims=keepdims)
+
+
+@implements(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+    a = as_operand(a)
+    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)]))
+    centered = a - mean(a, axis, keepdims=True)
+    return sum_(centered * centered, axis, keepdims=keepdims) / (count - ddof)
+
+
+@implements(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+    """sqrt(var) through the Euclidean norm, whose derivative at 0 is 0 (not NaN)."""
+    from .linalg import norm
+    a = as_operand(a)
+    axes = normalize_axes(axis, a.ndim)
+    count = int(np.prod([a.shape[i] for i in axes]))
+    centered = a - mean(a, axes, keepdims=True)
+    moved = np.moveaxis(centered, axes, range(-len(axes), 0))
+    flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))
+    out = norm(flat, axis=-1) / np.sqrt(count - ddof)
+    return reshape(out, _keepdims_shape(a.shape, axes)) if keepdims else out
+
+
+def _product_tree(x):
+    """Product over the last axis by a balanced tree of multiplications."""
+    while x.shape[-1] > 1:
+        if x.shape[-1] % 2:
+            x = concatenate([x, np.ones(x.shape[:-1] + (1,), x.dtype)], -1)
+        x = x[..., 0::2] * x[..., 1::2]
+    return reshape(x, x.shape[:-1])
+
+
+@implements(np.prod)
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    a = as_operand(a)
+    axes = normalize_axes(axis, a.ndim)
+    moved = np.moveaxis(a, axes, range(-len(axes), 0)) if axes else a
+    flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))
+    if flat.shape[-1] == 0:
+        y = np.ones(flat.shape[:-1], a.dtype)
+    else:
+        y = _product_tree(flat)
+    return reshape(y, _keepdims_shape(a.shape, axes)) if keepdims else y
+
+
+cumsum_p = linear_primitive(
+    "cumsum", lambda x, axis: np.cumsum(x, axis=axis),
+    lambda x, axis: Aval(x.shape, _sum_dtype(x.dtype)),
+    transpose=lambda cts, x, axis: [
+        np.flip(cumsum_p.bind(np.flip(cts[0], axis), axis=axis), axis)])
+
+
+@implements(np.cumsum)
+def cumsum(a, axis=None, dtype=None, out=None):
+    a = as_operand(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    return cumsum_p.bind(a, axis=normalize_axis(axis, a.ndim))
+
+
+@implements(np.cumprod)
+def cumprod(a, axis=None, dtype=None, out=None):
+    """Inclusive scan by doubling (Hillis-Steele): log2(n) multiplications."""
+    a = as_operand(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    x = np.moveaxis(a, axis, -1)
+    n, step = x.shape[-1], 1
+    while step < n:
+        shifted = concatenate([np.ones(x.shape[:-1] + (step,), x.dtype), x[..., :n - step]], -1)
+        x = x * shifted
+        step *= 2
+    return np.moveaxis(x, -1, axis)
+
+
+def _arg(fn, name):
+    prim = primitive(name, lambda x, axis: fn(x, axis=axis),
+                     lambda x, axis: Aval(x.shape[:axis] + x.shape[axis + 1:]
+                                          if axis is not None else (), np.intp))
+
+    def handler(a, axis=None, out=None, keepdims=False):
+        a = as_operand(a)
+        if axis is None:
+            a, axis = reshape(a, (-1,)), 0
+        y = prim.bind(a, axis=normalize_axis(axis, a.ndim))
+        return np.expand_dims(y, axis) if keepdims else y
+    implements(fn)(handler)
+    return prim
+
+
+argmax_p = _arg(np.argmax, "argmax")
+argmin_p = _arg(np.argmin, "argmin")
+
+argsort_p = primitive("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
+                      lambda x, axis: Aval(x.shape, np.intp))
+
+
+@implements(np.argsort)
+def argsort(a, axis=-1, kind=None, order=None, stable=None):
+    a = as_operand(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    return argsort_p.bind(a, axis=normalize_axis(axis, a.ndim))
+
+
+@implements(np.sort)
+def sort(a, axis=-1, kind=None, order=None, stable=None):
+    """A gather by the stable argsort: ties keep their order (a Clarke element)."""
+    a = as_operand(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    return np.take_along_axis(a, argsort(a, axis), axis)
+
+
+@implements(np.all)
+def all_(a, axis=None, out=None, keepdims=False, **kw):
+    return _reduce(reduce_min_p, as_operand(a).astype(bool), axis, keepdims)
+
+
+@implements(np.any)
+def any_(a, axis=None, out=None, keepdims=False, **kw):
+    return _reduce(reduce_max_p, as_operand(a).astype(bool), axis, keepdims)
+
+
+@implements(np.count_nonzero)
+def count_nonzero(a, axis=None, keepdims=False):
+    return sum_(np.not_equal(a, 0), axis, keepdims=keepdims)

@@ -1,0 +1,1 @@
+"""Transformations of graphs: forward mode and linearization, transposition."""

@@ -1,0 +1,46 @@
+"""Reverse mode: transposing a linear graph, evaluated backwards.
+
+Every equation of a linear graph (made by `linearize_graph`) is linear in its inputs
+that come from the graph's inputs; its other inputs are residual constants. Walking the
+equations backwards and applying each primitive's transpose rule pulls output
+cotangents back to the inputs. Run on arrays it computes a vector-Jacobian product; run
+on tracers it records the adjoint graph.
+"""
+from __future__ import annotations
+
+from ..core.errors import NonDifferentiableError
+from ..core.ir import Literal, Var
+from ..core.primitive import UndefinedPrimal, Zero, transpose_rules
+from .jvp import add_tangents
+
+
+def backward_pass(graph, out_cts) -> list:
+    """Cotangents of graph.invars given cotangents of graph.outvars (Zero allowed)."""
+    consts = dict(zip(graph.constvars, graph.consts))
+    linear = set(graph.invars)
+    for e in graph.eqns:
+        linear.update(e.outputs)
+    cts: dict = {}
+
+    def accumulate(v, ct):
+        if isinstance(v, Var) and v in linear and not isinstance(ct, Zero) and ct is not None:
+            cts[v] = add_tangents(cts[v], ct) if v in cts else ct
+
+    for a, ct in zip(graph.outvars, out_cts):
+        accumulate(a, ct)
+    for e in reversed(graph.eqns):
+        outs = [cts.pop(v, None) for v in e.outputs]
+        if all(c is None for c in outs):
+            continue
+        outs = [Zero(v.aval) if c is None else c for v, c in zip(e.outputs, outs)]
+        args = [UndefinedPrimal(a.aval) if isinstance(a, Var) and a in linear
+                else a.value if isinstance(a, Literal) else consts[a] for a in e.inputs]
+        rule = transpose_rules.get(e.prim)
+        if rule is None:
+            raise NonDifferentiableError(
+                f"primitive `{e.prim.name}` appears in a linear graph but has no "
+                f"transpose rule")
+        for a, arg, ct in zip(e.inputs, args, rule(outs, *args, **e.params)):
+            if isinstance(arg, UndefinedPrimal):
+                accumulate(a, ct)
+    return [cts.get(v, Zero(v.aval)) for v in graph.invars]
