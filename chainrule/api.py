@@ -36,7 +36,7 @@ def _as_leaf(x):
 
 
 def _is_float(x) -> bool:
-    return np.issubdtype(aval_of(x).dtype, np.inexact)
+    return aval_of(x).is_float
 
 
 class _Traced:

@@ -20,15 +20,23 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True)
 class Aval:
     """Abstract value: what is known about an array while tracing without values."""
-    shape: tuple
-    dtype: np.dtype
+    __slots__ = ("shape", "dtype")
 
-    def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+    def __init__(self, shape, dtype):
+        self.shape = shape if type(shape) is tuple else tuple(int(d) for d in shape)
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+
+    def __eq__(self, other):
+        return isinstance(other, Aval) and self.shape == other.shape \
+            and self.dtype == other.dtype
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self):
+        return f"Aval({self.shape}, {self.dtype})"
 
     @property
     def ndim(self):
@@ -40,7 +48,7 @@ class Aval:
 
     @property
     def is_float(self):
-        return np.issubdtype(self.dtype, np.inexact)
+        return self.dtype.kind in "fc"
 
     def __str__(self):
         return f"{_short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
@@ -48,11 +56,13 @@ class Aval:
 
 def aval_of(x) -> Aval:
     """The Aval of an array, a scalar or a tracer."""
-    if hasattr(x, "aval"):
-        return x.aval
-    if isinstance(x, (bool, int, float, complex)):
-        x = np.asarray(x)
-    return Aval(np.shape(x), x.dtype)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return Aval(x.shape, x.dtype)
+    aval = getattr(x, "aval", None)
+    if aval is not None:
+        return aval
+    x = np.asarray(x)
+    return Aval(x.shape, x.dtype)
 
 
 def _short_dtype(dtype: np.dtype) -> str:

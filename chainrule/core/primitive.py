@@ -26,6 +26,7 @@ rules at all (its tangents are always `Zero`).
 from __future__ import annotations
 
 from .ir import Aval
+from .trace import bind as _bind
 
 impl_rules: dict = {}
 shape_rules: dict = {}
@@ -47,8 +48,7 @@ class Primitive:
 
     def bind(self, *args, **params):
         """Apply to arrays, Python scalars or tracers: the innermost trace records it."""
-        from .trace import bind
-        return bind(self, args, params)
+        return _bind(self, args, params)
 
     def impl(self, *args, **params):
         return impl_rules[self](*args, **params)

@@ -90,12 +90,14 @@ class Trace:
         return var
 
     def process(self, prim, args, params):
-        atoms = [self.atom(a) for a in args]
+        atoms = [a._var if type(a) is Tracer and a._trace is self else self.atom(a)
+                 for a in args]
         if self.abstract:
             avals = prim.shape(*[a.aval for a in atoms], **params)
             vals = [None] * len(avals)
         else:
-            ins = [self.values[a] if isinstance(a, Var) else a.value for a in atoms]
+            values = self.values
+            ins = [a.value if type(a) is Literal else values[a] for a in atoms]
             out = prim.bind(*ins, **params)
             vals = list(out) if prim.multiple_results else [out]
             avals = [aval_of(v) for v in vals]
@@ -131,7 +133,7 @@ def bind(prim, args, params):
 @contextmanager
 def new_trace(abstract: bool = False, record_source: bool = False):
     level = _trace_stack[-1].level + 1 if _trace_stack else 1
-    trace = Trace(level, abstract, record_source or abstract)
+    trace = Trace(level, abstract, record_source)
     _trace_stack.append(trace)
     try:
         yield trace
@@ -238,7 +240,10 @@ class Tracer:
         return target
 
     def __array_function__(self, func, types, args, kwargs):
-        return _handler(func, _np_name(func))(*args, **kwargs)
+        handler = handlers.get(func)
+        if handler is None:
+            raise unsupported_function(_np_name(func))
+        return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
         raise TracerConversionError(

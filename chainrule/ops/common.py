@@ -50,6 +50,8 @@ def result_dtype(*xs) -> np.dtype:
 
 def promote(*xs):
     """Python scalars to arrays of the promoted dtype, so every graph input is typed."""
+    if all(isinstance(x, (Tracer, np.ndarray)) for x in xs):
+        return xs
     dtype = result_dtype(*xs)
     return [x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x, dtype)[()]
             if isinstance(x, (bool, int, float, complex)) else as_operand(x) for x in xs]
