@@ -102,7 +102,7 @@ class Trace:
             vals = list(out) if prim.multiple_results else [out]
             avals = [aval_of(v) for v in vals]
         outs = [Var(av) for av in avals]
-        source = user_source() if self.record_source else None
+        source = (attributed_source or user_source()) if self.record_source else None
         self.eqns.append(Eqn(prim, atoms, outs, params, source))
         for v, val in zip(outs, vals):
             self.values[v] = val
@@ -113,6 +113,29 @@ class Trace:
         out_atoms = [self.atom(o) for o in outs]
         return Graph(list(self.constvars), list(in_vars), list(self.eqns), out_atoms,
                      list(self.consts))
+
+
+attributed_source = None
+
+
+class attributed_to:
+    """While active, equations recorded by traces that keep sources are attributed to
+    `source` (the user's line of the equation whose derivative rule is running), so
+    that generated derivative code can name the primal line it comes from."""
+    __slots__ = ("source", "saved")
+
+    def __init__(self, source):
+        self.source = source
+
+    def __enter__(self):
+        global attributed_source
+        self.saved = attributed_source
+        if self.source is not None:
+            attributed_source = self.source
+
+    def __exit__(self, *exc):
+        global attributed_source
+        attributed_source = self.saved
 
 
 def bind(prim, args, params):
@@ -133,7 +156,8 @@ def bind(prim, args, params):
 @contextmanager
 def new_trace(abstract: bool = False, record_source: bool = False):
     level = _trace_stack[-1].level + 1 if _trace_stack else 1
-    trace = Trace(level, abstract, record_source)
+    inherit = bool(_trace_stack) and _trace_stack[-1].record_source
+    trace = Trace(level, abstract, record_source or inherit)
     _trace_stack.append(trace)
     try:
         yield trace

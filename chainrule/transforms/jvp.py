@@ -16,7 +16,7 @@ import numpy as np
 from ..core.errors import NonDifferentiableError
 from ..core.ir import Literal, Var
 from ..core.primitive import Zero, jvp_rules
-from ..core.trace import new_trace
+from ..core.trace import attributed_to, new_trace
 
 
 def zeros(aval):
@@ -56,7 +56,8 @@ def jvp_graph(graph, values: dict, in_tangents) -> list:
                 f"on a differentiated input. Wrap the computation with "
                 f"chainrule.stop_gradient if its derivative is meant to be zero, or give "
                 f"it a rule with chainrule.custom_jvp / custom_vjp.")
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with attributed_to(e.source), np.errstate(divide="ignore", invalid="ignore",
+                                                   over="ignore"):
             outs = rule([primal(a) for a in e.inputs], ts,
                         [values[v] for v in e.outputs], **e.params)
         for v, t in zip(e.outputs, outs):

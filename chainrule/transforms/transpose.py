@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..core.errors import NonDifferentiableError
 from ..core.ir import Literal, Var
 from ..core.primitive import UndefinedPrimal, Zero, transpose_rules
+from ..core.trace import attributed_to
 from .jvp import add_tangents
 
 
@@ -40,7 +41,9 @@ def backward_pass(graph, out_cts) -> list:
             raise NonDifferentiableError(
                 f"primitive `{e.prim.name}` appears in a linear graph but has no "
                 f"transpose rule")
-        for a, arg, ct in zip(e.inputs, args, rule(outs, *args, **e.params)):
+        with attributed_to(e.source):
+            in_cts = rule(outs, *args, **e.params)
+        for a, arg, ct in zip(e.inputs, args, in_cts):
             if isinstance(arg, UndefinedPrimal):
                 accumulate(a, ct)
     return [cts.get(v, Zero(v.aval)) for v in graph.invars]
