@@ -98,7 +98,10 @@ class Trace:
         else:
             values = self.values
             ins = [a.value if type(a) is Literal else values[a] for a in atoms]
-            out = prim.bind(*ins, **params)
+            if any(type(v) is Tracer for v in ins):
+                out = prim.bind(*ins, **params)
+            else:
+                out = prim.impl(*ins, **params)
             vals = list(out) if prim.multiple_results else [out]
             avals = [aval_of(v) for v in vals]
         outs = [Var(av) for av in avals]

@@ -81,6 +81,13 @@ mul_zero_safe = primitive(
 
 # --------------------------------------------------------------------------- unary
 
+def _power_partial(t, x, p):
+    """t * p x^(p-1); finite for constant p >= 1, else zero-safe (x^(p-1) may be inf)."""
+    if isinstance(p, (np.ndarray, np.generic)) and np.ndim(p) == 0 and p >= 1:
+        return t * (p * x ** (p - 1) if p != 2 else 2 * x)
+    return _safe_mul(t, np.where(p == 0, 0.0, p * np.power(x, p - 1)))
+
+
 def _tie_weight(x, y):
     """1 where x wins, 1/2 on ties, 0 where y wins (maximum/minimum convention)."""
     return (x > y) + 0.5 * (x == y)
@@ -90,7 +97,7 @@ UNARY = {
     # name: (ufunc, partial(t, x, y) with y = f(x); None = piecewise constant)
     "negative": (np.negative, lambda t, x, y: -t),
     "sin": (np.sin, lambda t, x, y: t * np.cos(x)),
-    "cos": (np.cos, lambda t, x, y: -t * np.sin(x)),
+    "cos": (np.cos, lambda t, x, y: t * -np.sin(x)),
     "tan": (np.tan, lambda t, x, y: t * (1 + y * y)),
     "arcsin": (np.arcsin, lambda t, x, y: _safe_mul(t, 1 / np.sqrt(1 - x * x))),
     "arccos": (np.arccos, lambda t, x, y: _safe_mul(t, -1 / np.sqrt(1 - x * x))),
@@ -111,7 +118,7 @@ UNARY = {
     "sqrt": (np.sqrt, lambda t, x, y: _safe_mul(t, 0.5 / y)),
     "cbrt": (np.cbrt, lambda t, x, y: _safe_mul(t, 1 / (3 * y * y))),
     "square": (np.square, lambda t, x, y: t * (2 * x)),
-    "reciprocal": (np.reciprocal, lambda t, x, y: -t * (y * y)),
+    "reciprocal": (np.reciprocal, lambda t, x, y: t * -(y * y)),
     "abs": (np.abs, lambda t, x, y: t * np.sign(x)),
     "sign": (np.sign, None),
     "floor": (np.floor, None),
@@ -127,8 +134,7 @@ BINARY = {
     "multiply": (np.multiply, lambda t, x, y, o: t * y, lambda t, x, y, o: x * t),
     "true_divide": (np.true_divide, lambda t, x, y, o: t / y,
                     lambda t, x, y, o: -t * (o / y)),
-    "power": (np.power,
-              lambda t, x, y, o: _safe_mul(t, np.where(y == 0, 0.0, y * np.power(x, y - 1))),
+    "power": (np.power, lambda t, x, y, o: _power_partial(t, x, y),
               lambda t, x, y, o: t * np.where(x > 0, np.log(np.where(x > 0, x, 1.0)) * o,
                                               0.0)),
     "maximum": (np.maximum, lambda t, x, y, o: t * _tie_weight(x, y),

@@ -39,31 +39,29 @@ def add_tangents(a, b):
 def jvp_graph(graph, values: dict, in_tangents) -> list:
     """Output tangents of `graph` at the primal point recorded in `values`."""
     tangents = {v: t for v, t in zip(graph.invars, in_tangents)
-                if not isinstance(t, Zero) and v.aval.is_float}
-    primal = lambda a: a.value if isinstance(a, Literal) else values[a]
-    tangent = lambda a: tangents.get(a) if isinstance(a, Var) and a in tangents \
-        else Zero(a.aval)
-    for e in graph.eqns:
-        ts = [tangent(a) for a in e.inputs]
-        if all(isinstance(t, Zero) for t in ts):
-            continue
-        if not any(v.aval.is_float for v in e.outputs):
-            continue
-        rule = jvp_rules.get(e.prim)
-        if rule is None:
-            raise NonDifferentiableError(
-                f"primitive `{e.prim.name}` has no derivative rule; its result depends "
-                f"on a differentiated input. Wrap the computation with "
-                f"chainrule.stop_gradient if its derivative is meant to be zero, or give "
-                f"it a rule with chainrule.custom_jvp / custom_vjp.")
-        with attributed_to(e.source), np.errstate(divide="ignore", invalid="ignore",
-                                                   over="ignore"):
-            outs = rule([primal(a) for a in e.inputs], ts,
-                        [values[v] for v in e.outputs], **e.params)
-        for v, t in zip(e.outputs, outs):
-            if not isinstance(t, Zero) and v.aval.is_float:
-                tangents[v] = t
-    return [tangent(a) for a in graph.outvars]
+                if type(t) is not Zero and v.aval.is_float}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for e in graph.eqns:
+            ts = [tangents.get(a, None) if type(a) is Var else None for a in e.inputs]
+            if not any(t is not None for t in ts):
+                continue
+            if not any(v.aval.dtype.kind in "fc" for v in e.outputs):
+                continue
+            rule = jvp_rules.get(e.prim)
+            if rule is None:
+                raise NonDifferentiableError(
+                    f"primitive `{e.prim.name}` has no derivative rule; its result "
+                    f"depends on a differentiated input. Wrap the computation with "
+                    f"chainrule.stop_gradient if its derivative is meant to be zero, or "
+                    f"give it a rule with chainrule.custom_jvp / custom_vjp.")
+            primals = [a.value if type(a) is Literal else values[a] for a in e.inputs]
+            ts = [Zero(a.aval) if t is None else t for a, t in zip(e.inputs, ts)]
+            outs = rule(primals, ts, [values[v] for v in e.outputs], **e.params)
+            for v, t in zip(e.outputs, outs):
+                if type(t) is not Zero and v.aval.dtype.kind in "fc":
+                    tangents[v] = t
+    return [tangents[a] if type(a) is Var and a in tangents else Zero(a.aval)
+            for a in graph.outvars]
 
 
 def linearize_graph(graph, values: dict, differentiable):

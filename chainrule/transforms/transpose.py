@@ -16,15 +16,13 @@ from .jvp import add_tangents
 
 
 def backward_pass(graph, out_cts) -> list:
-    """Cotangents of graph.invars given cotangents of graph.outvars (Zero allowed)."""
+    """Cotangents of graph.invars given cotangents of graph.outvars (Zero allowed).
+    The graph's constvars and literals are the residuals; every other Var is linear."""
     consts = dict(zip(graph.constvars, graph.consts))
-    linear = set(graph.invars)
-    for e in graph.eqns:
-        linear.update(e.outputs)
     cts: dict = {}
 
     def accumulate(v, ct):
-        if isinstance(v, Var) and v in linear and not isinstance(ct, Zero) and ct is not None:
+        if type(v) is Var and v not in consts and ct is not None and type(ct) is not Zero:
             cts[v] = add_tangents(cts[v], ct) if v in cts else ct
 
     for a, ct in zip(graph.outvars, out_cts):
@@ -34,16 +32,14 @@ def backward_pass(graph, out_cts) -> list:
         if all(c is None for c in outs):
             continue
         outs = [Zero(v.aval) if c is None else c for v, c in zip(e.outputs, outs)]
-        args = [UndefinedPrimal(a.aval) if isinstance(a, Var) and a in linear
-                else a.value if isinstance(a, Literal) else consts[a] for a in e.inputs]
+        args = [a.value if type(a) is Literal else consts[a] if a in consts
+                else UndefinedPrimal(a.aval) for a in e.inputs]
         rule = transpose_rules.get(e.prim)
         if rule is None:
             raise NonDifferentiableError(
                 f"primitive `{e.prim.name}` appears in a linear graph but has no "
                 f"transpose rule")
-        with attributed_to(e.source):
-            in_cts = rule(outs, *args, **e.params)
-        for a, arg, ct in zip(e.inputs, args, in_cts):
-            if isinstance(arg, UndefinedPrimal):
+        for a, arg, ct in zip(e.inputs, args, rule(outs, *args, **e.params)):
+            if type(arg) is UndefinedPrimal:
                 accumulate(a, ct)
     return [cts.get(v, Zero(v.aval)) for v in graph.invars]
