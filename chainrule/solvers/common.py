@@ -1,0 +1,103 @@
+"""What every solver shares: the result record, non-convergence handling, the errors of
+this package, flattening pytrees into one vector, and the check for closed-over tracers.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from ..core.errors import ChainruleError
+from ..core.pytree import tree_flatten, tree_unflatten
+from ..core.trace import Tracer, trace_flat
+
+DIFF_MODES = ("unroll", "implicit", "onestep")
+ON_NONCONVERGENCE = ("warn", "raise", "ignore")
+
+
+class NonConvergenceError(ChainruleError, RuntimeError):
+    """A solver (or the linear solve of an implicit derivative) did not converge."""
+
+
+class NonConvergenceWarning(UserWarning):
+    """A solver did not converge; its output and derivative may be meaningless."""
+
+
+class ClosedOverTracerError(ChainruleError, ValueError):
+    """A solver's function uses a differentiated value it was not given as an argument."""
+
+
+class SolverOptionError(ChainruleError, ValueError):
+    """An unknown method, diff mode or linear solver, or options that do not fit."""
+
+
+class SolverInfo(NamedTuple):
+    """How a solver ended: iterations run, final residual (the solver's own stopping
+    quantity), whether it met its tolerance, and the last step size it used."""
+    iterations: int
+    residual: float
+    converged: bool
+    step: float = 1.0
+
+
+def check_choice(value, allowed, what):
+    if value not in allowed:
+        raise SolverOptionError(f"{what}={value!r} is not one of "
+                                f"{', '.join(map(repr, allowed))}")
+
+
+def report_nonconvergence(message, on_nonconvergence):
+    """Applies the user's policy ("warn" | "raise" | "ignore") to a failure message."""
+    if on_nonconvergence == "raise":
+        raise NonConvergenceError(message)
+    if on_nonconvergence == "warn":
+        warnings.warn(message, NonConvergenceWarning, stacklevel=3)
+
+
+def check_converged(name, info, tol, on_nonconvergence):
+    if not bool(info.converged):
+        report_nonconvergence(
+            f"{name} did not converge: residual {float(info.residual):.3g} > tol {tol:g} "
+            f"after {int(info.iterations)} iterations. Raise maxiter, change the step "
+            f"size, or pass on_nonconvergence='ignore' to accept the result.",
+            on_nonconvergence)
+
+
+def ravel_tree(tree):
+    """(1-D vector of all leaves, unravel) — unravel maps such a vector back to the tree.
+    Works on arrays and tracers alike."""
+    leaves, treedef = tree_flatten(tree)
+    shapes = [np.shape(leaf) for leaf in leaves]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    flat = np.ravel(leaves[0]) if len(leaves) == 1 else \
+        np.concatenate([np.ravel(leaf) for leaf in leaves])
+
+    def unravel(vector):
+        parts, start = [], 0
+        for shape, size in zip(shapes, sizes):
+            parts.append(np.reshape(vector[start:start + size], shape))
+            start += size
+        return tree_unflatten(treedef, parts)
+    return flat, unravel
+
+
+def tree_vdot(a, b):
+    return sum(np.sum(x * y) for x, y in zip(tree_flatten(a)[0], tree_flatten(b)[0]))
+
+
+def check_no_closed_over_tracers(fn, args, what):
+    """Raises if fn(*args) reads a traced value (of a transformation in progress) that is
+    not among its arguments: its derivative would be silently lost (jaxopt #31, #285).
+    Costs one evaluation of fn."""
+    leaves, treedef = tree_flatten(tuple(args))
+    graph, _, _ = trace_flat(lambda *ls: tree_flatten(fn(*tree_unflatten(treedef, ls)))[0],
+                             leaves)
+    traced = [c for c in graph.consts if isinstance(c, Tracer)]
+    if traced:
+        shapes = ", ".join(str(c.aval) for c in traced)
+        raise ClosedOverTracerError(
+            f"{what} uses {len(traced)} differentiated value(s) ({shapes}) that it "
+            f"closes over instead of receiving as arguments; their derivative would be "
+            f"lost. Pass them through `theta` (e.g. theta=(lam, X)) and read them from "
+            f"the function's theta argument.")

@@ -1,0 +1,210 @@
+"""One switch for the derivative of a solver's output: unroll, implicit or onestep.
+
+A solver is described by three functions of the parameters `theta` (any pytree):
+
+- run(init, theta) -> (x, SolverInfo): the iterations, written with NumPy calls;
+- optimality(x, theta): zero at a solution (a gradient, T(x) - x, a root function);
+- step(x, theta, info): one application of the iteration map (for "onestep").
+
+and `differentiate` picks how x depends on theta:
+
+- "unroll": run on the traced theta; every iteration is recorded and differentiated
+  (forward and reverse; memory grows with the iterations).
+- "implicit": run on plain values inside the primitive `implicit_root`; its JVP is the
+  implicit function theorem, dx = -(∂ₓF)⁻¹ ∂θF dθ, solved matrix-free by `linear_solve`
+  with products from JVPs of F. Reverse mode and higher orders follow from the rules.
+- "onestep": run on plain values (`implicit_root` behind stop_gradient), then one traced
+  `step` from the result (Bolte, Pauwels & Vaiter 2023; Jacobian-free backpropagation).
+  Exact in the limit when ∂ₓ step = 0 at the solution (Newton), biased otherwise.
+
+`custom_root` and `custom_fixed_point` put any user solver behind the implicit rule.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import api
+from ..core.errors import ShapeError
+from ..core.ir import Aval, aval_of
+from ..core.primitive import Zero, primitive
+from ..core.pytree import tree_flatten, tree_unflatten
+from ..core.trace import Tracer, concrete
+from ..transforms.jvp import instantiate
+from .common import (DIFF_MODES, ON_NONCONVERGENCE, ClosedOverTracerError, SolverInfo,
+                     check_choice, check_converged, check_no_closed_over_tracers,
+                     ravel_tree)
+from .linear import solve_flat, solve_options
+
+INFO_AVALS = [Aval((), np.int64), Aval((), np.float64), Aval((), np.bool_),
+              Aval((), np.float64)]
+
+
+class RootProblem:
+    """The static part of an `implicit_root` equation: how to solve and what F is."""
+
+    def __init__(self, name, run, optimality, init_tree, theta_tree, init_avals, linear,
+                 tol, on_nonconvergence):
+        self.name, self.run, self.optimality = name, run, optimality
+        self.init_tree, self.theta_tree, self.init_avals = init_tree, theta_tree, init_avals
+        self.linear, self.tol, self.on_nonconvergence = linear, tol, on_nonconvergence
+
+    def __repr__(self):
+        return self.name
+
+    def split(self, leaves):
+        n = len(self.init_avals)
+        return (tree_unflatten(self.init_tree, leaves[:n]),
+                tree_unflatten(self.theta_tree, leaves[n:]))
+
+    def matvec(self, operands, v):
+        """∂ₓF(x, theta) v, with x and theta the leaves in `operands`."""
+        x, theta = self.split(operands)
+        _, unravel = ravel_tree(x)
+        _, out = api.jvp(lambda z: self.optimality(z, theta), (x,), (unravel(v),))
+        return ravel_tree(out)[0]
+
+
+def _root_impl(*leaves, problem):
+    init, theta = problem.split(list(leaves))
+    x, info = problem.run(init, theta)
+    x_leaves, x_tree = tree_flatten(x)
+    if any(isinstance(leaf, Tracer) for leaf in x_leaves):
+        raise ClosedOverTracerError(
+            f"{problem.name} computes with a differentiated value that it closes over "
+            f"instead of receiving it through theta; pass it in theta.")
+    if x_tree != problem.init_tree or [aval_of(np.asarray(v)) for v in x_leaves] != \
+            problem.init_avals:
+        raise ShapeError(f"{problem.name} returned a solution shaped "
+                         f"{[np.shape(v) for v in x_leaves]}, unlike its initial value "
+                         f"{[a.shape for a in problem.init_avals]}; they must match")
+    check_converged(problem.name, info, problem.tol, problem.on_nonconvergence)
+    return tuple(np.asarray(v, a.dtype) for v, a in zip(x_leaves, problem.init_avals)) + (
+        np.int64(info.iterations), np.float64(info.residual), np.bool_(info.converged),
+        np.float64(info.step))
+
+
+def _root_shape(*avals, problem):
+    return list(problem.init_avals) + INFO_AVALS
+
+
+def _root_jvp(primals, tangents, outs, problem):
+    n = len(problem.init_avals)
+    zeros = [Zero(aval_of(o)) for o in outs]
+    theta_tangents = tangents[n:]
+    if all(isinstance(t, Zero) for t in theta_tangents):
+        return zeros
+    x_leaves, theta_leaves = list(outs[:n]), list(primals[n:])
+    x = tree_unflatten(problem.init_tree, x_leaves)
+    theta = tree_unflatten(problem.theta_tree, theta_leaves)
+    dtheta = tree_unflatten(problem.theta_tree, [instantiate(t) for t in theta_tangents])
+    _, dF = api.jvp(lambda th: problem.optimality(x, th), (theta,), (dtheta,))
+    dF_flat = ravel_tree(dF)[0]
+    dx = solve_flat(problem.matvec, -dF_flat, x_leaves + theta_leaves, problem.linear)
+    dx_leaves = tree_flatten(ravel_tree(x)[1](dx))[0]
+    return dx_leaves + zeros[n:]
+
+
+implicit_root_p = primitive("implicit_root", _root_impl, _root_shape,
+                            multiple_results=True, jvp=_root_jvp)
+
+
+def _info_of(values) -> SolverInfo:
+    it, res, conv, step = (concrete(v) for v in values)
+    known = res is not None
+    return SolverInfo(int(it) if known else None, float(res) if known else None,
+                      bool(conv) if known else None, float(step) if known else None)
+
+
+def _check_square(optimality, init, theta, name):
+    out = optimality(init, theta)
+    n_out, n_in = np.size(ravel_tree(out)[0]), np.size(ravel_tree(init)[0])
+    if n_out != n_in:
+        raise ShapeError(f"the optimality function of {name} returns {n_out} values "
+                         f"for {n_in} unknowns; implicit differentiation needs as many "
+                         f"equations as unknowns")
+
+
+def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergence,
+               differentiable=True):
+    """(x, info): run(init, theta) as one `implicit_root` equation. With differentiable
+    False the parameters are behind stop_gradient (x carries no derivative)."""
+    init_leaves, init_tree = tree_flatten(init)
+    theta_leaves, theta_tree = tree_flatten(theta)
+    if not differentiable:
+        theta_leaves = [api.stop_gradient(leaf) for leaf in theta_leaves]
+    init_leaves = [api.stop_gradient(leaf) for leaf in init_leaves]
+    init_avals = [aval_of(leaf) for leaf in init_leaves]
+    problem = RootProblem(name, run, optimality, init_tree, theta_tree, init_avals, linear,
+                          tol, on_nonconvergence)
+    outs = implicit_root_p.bind(*init_leaves, *theta_leaves, problem=problem)
+    return tree_unflatten(init_tree, outs[:len(init_leaves)]), _info_of(outs[-4:])
+
+
+def differentiate(name, run, optimality, step, init, theta, *, diff, tol,
+                  on_nonconvergence, linear, user_fn):
+    """(x, SolverInfo) of a solver, with the derivative `diff` asks for; `user_fn` is
+    the user's function (checked for closed-over tracers where that matters)."""
+    check_choice(diff, DIFF_MODES, "diff")
+    check_choice(on_nonconvergence, ON_NONCONVERGENCE, "on_nonconvergence")
+    if diff == "unroll":
+        x, info = run(init, theta)
+        info = _info_of(info)
+        if info.converged is not None:
+            check_converged(name, info, tol, on_nonconvergence)
+        return x, info
+    check_no_closed_over_tracers(user_fn, (init, theta), f"the function given to {name}")
+    x, info = solve_root(name, run, optimality, init, theta, linear, tol,
+                         on_nonconvergence, differentiable=diff == "implicit")
+    if diff == "onestep":
+        x = step(x, theta, info)
+    return x, info
+
+
+def linear_options(solve="direct", symmetric=False, linear_tol=1e-8, linear_maxiter=1000,
+                   alpha=1.0, on_nonconvergence="warn"):
+    return solve_options(solve, symmetric, linear_tol, linear_maxiter, alpha,
+                         on_nonconvergence)
+
+
+def custom_root(optimality_fn, solve="gmres", symmetric=False, tol=None, linear_tol=1e-8,
+                linear_maxiter=1000, alpha=1.0, on_nonconvergence="warn"):
+    """Decorator: `solver(init, theta) -> x` gets implicit derivatives from the root of
+    `optimality_fn(x, theta) = 0` at the x it returns. With `tol`, a solution whose
+    optimality residual |F(x, theta)| exceeds tol is reported (warn/raise/ignore).
+    The wrapped solver runs on plain arrays; every differentiated value must reach it
+    and optimality_fn through theta (closures over them raise)."""
+    linear = linear_options(solve, symmetric, linear_tol, linear_maxiter, alpha,
+                            on_nonconvergence)
+
+    def decorate(solver):
+        name = getattr(solver, "__name__", "the solver")
+
+        def run(init, theta):
+            x = solver(init, theta)
+            residual = float(np.linalg.norm(ravel_tree(optimality_fn(x, theta))[0]))
+            return x, SolverInfo(0, residual, tol is None or residual <= tol)
+
+        @functools.wraps(solver)
+        def solve(init, theta):
+            check_no_closed_over_tracers(optimality_fn, (init, theta),
+                                         f"the optimality function of {name}")
+            _check_square(optimality_fn, init, theta, name)
+            return solve_root(name, run, optimality_fn, init, theta, linear,
+                              np.inf if tol is None else tol, on_nonconvergence)[0]
+        return solve
+    return decorate
+
+
+def custom_fixed_point(fixed_point_fn, solve="gmres", **options):
+    """Decorator: `solver(init, theta) -> x` with x = fixed_point_fn(x, theta) gets
+    implicit derivatives (the root of F(x) = T(x) - x); options as for custom_root."""
+    def optimality(x, theta):
+        return _tree_sub(fixed_point_fn(x, theta), x)
+    return custom_root(optimality, solve=solve, **options)
+
+
+def _tree_sub(a, b):
+    al, tree = tree_flatten(a)
+    return tree_unflatten(tree, [p - q for p, q in zip(al, tree_flatten(b)[0])])
