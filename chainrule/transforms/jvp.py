@@ -56,7 +56,8 @@ def jvp_graph(graph, values: dict, in_tangents) -> list:
                     f"give it a rule with chainrule.custom_jvp / custom_vjp.")
             primals = [a.value if type(a) is Literal else values[a] for a in e.inputs]
             ts = [Zero(a.aval) if t is None else t for a, t in zip(e.inputs, ts)]
-            outs = rule(primals, ts, [values[v] for v in e.outputs], **e.params)
+            with attributed_to(e.source):
+                outs = rule(primals, ts, [values[v] for v in e.outputs], **e.params)
             for v, t in zip(e.outputs, outs):
                 if type(t) is not Zero and v.aval.dtype.kind in "fc":
                     tangents[v] = t

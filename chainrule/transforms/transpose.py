@@ -39,7 +39,9 @@ def backward_pass(graph, out_cts) -> list:
             raise NonDifferentiableError(
                 f"primitive `{e.prim.name}` appears in a linear graph but has no "
                 f"transpose rule")
-        for a, arg, ct in zip(e.inputs, args, rule(outs, *args, **e.params)):
+        with attributed_to(e.source):
+            in_cts = rule(outs, *args, **e.params)
+        for a, arg, ct in zip(e.inputs, args, in_cts):
             if type(arg) is UndefinedPrimal:
                 accumulate(a, ct)
     return [cts.get(v, Zero(v.aval)) for v in graph.invars]
