@@ -1,0 +1,57 @@
+"""Edge cases of tracing: leaks, dtypes, constants, unused inputs, verification."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.core.ir import Aval, GraphError
+from chainrule.core.trace import trace_flat
+
+
+def test_leaked_tracer_is_reported():
+    leaked = []
+    cr.grad(lambda x: leaked.append(x) or x * 2.0)(1.0)
+    with pytest.raises(cr.ChainruleError, match="escaped"):
+        cr.grad(lambda y: y * leaked[0])(1.0)
+
+
+def test_float32_is_preserved_through_grad():
+    x = np.ones(3, np.float32)
+    g = cr.grad(lambda x: np.sum(np.sin(x) * 2.0))(x)
+    assert g.dtype == np.float32
+
+
+def test_unused_input_and_constant_output_give_exact_zeros():
+    g = cr.grad(lambda x, y: np.sum(x ** 2), argnums=(0, 1))(np.ones(2), np.ones(3))
+    np.testing.assert_array_equal(g[1], np.zeros(3))
+    assert cr.grad(lambda x: 3.0)(2.0) == 0.0
+    np.testing.assert_array_equal(cr.jacfwd(lambda x: np.ones(2))(np.ones(3)), np.zeros((2, 3)))
+
+
+def test_has_aux():
+    (value, aux), g = cr.value_and_grad(lambda x: (x ** 2, {"x3": x ** 3}), has_aux=True)(2.0)
+    assert value == 4.0 and aux["x3"] == 8.0 and g == 4.0
+
+
+def test_abstract_tracing_and_verifier():
+    graph, _, _ = trace_flat(lambda x: [np.tanh(x @ x.T).sum(axis=0)],
+                             [Aval((3, 4), np.float64)], abstract=True)
+    graph.verify()
+    assert graph.outvars[0].aval == Aval((3,), np.float64)
+    graph.eqns[1].outputs[0].aval = Aval((2,), np.float64)
+    with pytest.raises(GraphError, match="shape rule"):
+        graph.verify()
+
+
+def test_value_dependent_control_flow_without_values_is_a_clear_error():
+    def f(x):
+        return x if x.sum() > 0 else -x
+    with pytest.raises(cr.ConcretizationError, match="while_loop"):
+        trace_flat(lambda x: [f(x)], [Aval((3,), np.float64)], abstract=True)
+
+
+def test_methods_and_attributes_of_tracers():
+    def f(x):
+        assert x.shape == (2, 3) and x.ndim == 2 and x.size == 6 and len(x) == 2
+        return (x.T @ x).sum(axis=0).reshape(3, 1).mean() + x.ravel().max() + x.std()
+    from chainrule.test_util import check_grads
+    check_grads(f, (np.arange(6.0).reshape(2, 3) / 7 + 0.1,), order=2)
