@@ -1,0 +1,1 @@
+"""Cross-country elimination: reference tasks and their benchmark."""

@@ -1,0 +1,1 @@
+"""Jacobians by cross-country elimination (see `structure` for the cost model)."""

@@ -1,0 +1,224 @@
+"""Elimination orders: the classical rules and searches, on a `Topology`.
+
+Every function returns a list of 1-based vertex numbers naming each non-output vertex
+once. `forward` and `reverse` are forward- and reverse-mode accumulation; `markowitz`
+eliminates, at every step, the vertex that is cheapest to eliminate now (lowest vertex
+number breaks ties). The searches start from the best of those and improve on it within
+a time budget; all randomness comes from `seed`.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import sys
+import time
+
+from ..core.errors import ChainruleError
+from .engine import Elimination, Topology, order_cost
+
+#: Largest number of eliminable vertices for the exact search (2^n subsets).
+EXACT_LIMIT = 22
+
+
+def forward(topo: Topology, free_constants=False, **_) -> list:
+    return topo.eliminable()
+
+
+def reverse(topo: Topology, free_constants=False, **_) -> list:
+    return topo.eliminable()[::-1]
+
+
+def markowitz(topo: Topology, free_constants=False, **_) -> list:
+    """Greedy: always the vertex with the cheapest elimination now, lowest index first."""
+    return _greedy(Elimination(topo, free_constants), topo, topo.eliminable(), depth=1)
+
+
+def greedy(topo: Topology, free_constants=False, depth=2, width=6, **_) -> list:
+    """Markowitz with look-ahead: among the `width` cheapest vertices, the one whose
+    elimination followed by `depth - 1` greedy steps costs least."""
+    return _greedy(Elimination(topo, free_constants), topo, topo.eliminable(), depth, width)
+
+
+def _greedy(state, topo, remaining, depth=1, width=6) -> list:
+    remaining, order = list(remaining), []
+    while remaining:
+        ranked = sorted(remaining, key=lambda v: (state.price(topo.node(v)), v))
+        if depth > 1 and len(ranked) > 1:
+            best = min(ranked[:width], key=lambda v: (
+                _lookahead(state, topo, remaining, v, depth), v))
+        else:
+            best = ranked[0]
+        order.append(best)
+        remaining.remove(best)
+        state.eliminate(topo.node(best))
+    return order
+
+
+def _lookahead(state, topo, remaining, v, depth) -> int:
+    trial = state.copy()
+    cost = trial.eliminate(topo.node(v))
+    rest = [u for u in remaining if u != v]
+    for _ in range(depth - 1):
+        if not rest:
+            break
+        u = min(rest, key=lambda u: (trial.price(topo.node(u)), u))
+        cost += trial.eliminate(topo.node(u))
+        rest.remove(u)
+    return cost
+
+
+def beam(topo: Topology, free_constants=False, width=8, branch=4, budget_s=None, **_) -> list:
+    """Beam search over partial orders: each step keeps the `width` cheapest partial
+    orders, each extended by its `branch` cheapest next vertices."""
+    start = time.perf_counter()
+    beams = [(0, [], Elimination(topo, free_constants))]
+    eliminable = topo.eliminable()
+    for _ in eliminable:
+        candidates = []
+        for cost, order, state in beams:
+            done = set(order)
+            rest = [v for v in eliminable if v not in done]
+            ranked = sorted(rest, key=lambda v: (state.price(topo.node(v)), v))[:branch]
+            for v in ranked:
+                candidates.append((cost + state.price(topo.node(v)), order + [v], state, v))
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        beams, seen = [], set()
+        for cost, order, state, v in candidates:
+            key = frozenset(order)
+            if key in seen:
+                continue
+            seen.add(key)
+            new = state.copy()
+            new.eliminate(topo.node(v))
+            beams.append((cost, order, new))
+            if len(beams) == width:
+                break
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            best = beams[0]
+            return best[1] + _greedy(best[2], topo, [v for v in eliminable
+                                                     if v not in set(best[1])])
+    return min(beams, key=lambda b: b[2].finish())[1]
+
+
+def anneal(topo: Topology, free_constants=False, budget_s=5.0, seed=0, start=None,
+           progress=False, **_) -> list:
+    """Simulated annealing over orders: move one vertex to another place, accept a
+    worse order with probability exp(-increase / temperature), temperature falling
+    geometrically over the time budget. Starts from `start` or the best classical order."""
+    rng = random.Random(seed)
+    current = list(start) if start is not None else best_classical(topo, free_constants)
+    cost = order_cost(topo, current, free_constants)
+    best, best_cost = list(current), cost
+    t0 = time.perf_counter()
+    temp_hi, temp_lo = max(1.0, 0.02 * cost), 0.05
+    n, steps = len(current), 0
+    bar = Progress(budget_s) if progress else None
+    while n > 1:
+        elapsed = time.perf_counter() - t0
+        if elapsed > budget_s:
+            break
+        temp = temp_hi * (temp_lo / temp_hi) ** (elapsed / budget_s)
+        a, b = rng.randrange(n), rng.randrange(n)
+        if a == b:
+            continue
+        trial = list(current)
+        trial.insert(b, trial.pop(a))
+        trial_cost = order_cost(topo, trial, free_constants)
+        if trial_cost <= cost or rng.random() < math.exp((cost - trial_cost) / temp):
+            current, cost = trial, trial_cost
+            if cost < best_cost:
+                best, best_cost = list(current), cost
+        steps += 1
+        if bar is not None and steps % 200 == 0:
+            bar.update(elapsed, best_cost)
+    if bar is not None:
+        bar.close(best_cost)
+    return best
+
+
+def exact(topo: Topology, free_constants=False, **_) -> list:
+    """The optimal order by dynamic programming over the sets of eliminated vertices
+    (the graph left after eliminating a set does not depend on the order, only its
+    cost does). Exponential: for graphs of at most EXACT_LIMIT eliminable vertices."""
+    eliminable = topo.eliminable()
+    if len(eliminable) > EXACT_LIMIT:
+        raise ChainruleError(
+            f"exact search is limited to {EXACT_LIMIT} eliminable vertices (2^n subsets); "
+            f"this graph has {len(eliminable)}. Use search='anneal' or 'beam'.")
+    index = {v: b for b, v in enumerate(eliminable)}
+    best = {0: (0, None, None)}
+    frontier = {0: Elimination(topo, free_constants)}
+    for _ in eliminable:
+        nxt = {}
+        for mask, state in frontier.items():
+            base = best[mask][0]
+            for v in eliminable:
+                bit = 1 << index[v]
+                if mask & bit:
+                    continue
+                cost = base + state.price(topo.node(v))
+                new_mask = mask | bit
+                if new_mask not in best or cost < best[new_mask][0]:
+                    best[new_mask] = (cost, mask, v)
+                    trial = state.copy()
+                    trial.eliminate(topo.node(v))
+                    nxt[new_mask] = trial
+        frontier = nxt
+    order, mask = [], (1 << len(eliminable)) - 1
+    while mask:
+        _, prev, v = best[mask]
+        order.append(v)
+        mask = prev
+    return order[::-1]
+
+
+def best_classical(topo: Topology, free_constants=False) -> list:
+    """The cheapest of forward, reverse and Markowitz."""
+    orders = [rule(topo, free_constants) for rule in (forward, reverse, markowitz)]
+    return min(orders, key=lambda o: order_cost(topo, o, free_constants))
+
+
+def search(topo: Topology, method="anneal", budget_s=5.0, seed=0, free_constants=False,
+           progress=False) -> list:
+    """The best order found by `method` ("greedy", "beam", "anneal", "exact" or "auto":
+    exact when small enough, else greedy and beam seeding annealing)."""
+    if method == "auto":
+        if len(topo.eliminable()) <= EXACT_LIMIT:
+            return exact(topo, free_constants)
+        start = time.perf_counter()
+        seeds = [best_classical(topo, free_constants), greedy(topo, free_constants),
+                 beam(topo, free_constants, budget_s=budget_s / 4)]
+        seed_order = min(seeds, key=lambda o: order_cost(topo, o, free_constants))
+        left = max(0.0, budget_s - (time.perf_counter() - start))
+        return anneal(topo, free_constants, budget_s=left, seed=seed, start=seed_order,
+                      progress=progress)
+    if method not in SEARCHES:
+        raise ChainruleError(f"unknown search {method!r}; choose one of "
+                             f"{', '.join(sorted(SEARCHES))}")
+    return SEARCHES[method](topo, free_constants=free_constants, budget_s=budget_s,
+                            seed=seed, progress=progress)
+
+
+ORDERS = {"forward": forward, "reverse": reverse, "markowitz": markowitz}
+SEARCHES = {"greedy": greedy, "beam": beam, "anneal": anneal, "exact": exact,
+            "auto": None}
+
+
+class Progress:
+    """A one-line progress bar on stderr: elapsed time against the budget, best cost."""
+
+    def __init__(self, budget_s, width=30, stream=None):
+        self.budget_s, self.width = budget_s, width
+        self.stream = stream or sys.stderr
+
+    def update(self, elapsed, best):
+        done = min(1.0, elapsed / self.budget_s) if self.budget_s else 1.0
+        fill = int(done * self.width)
+        self.stream.write(f"\r[{'#' * fill}{'.' * (self.width - fill)}] "
+                          f"{elapsed:5.1f}/{self.budget_s:.0f}s best {best}")
+        self.stream.flush()
+
+    def close(self, best):
+        self.update(self.budget_s, best)
+        self.stream.write("\n")
