@@ -365,7 +365,7 @@ def _scatter_transpose(cts, x, v, index, keep):
     if is_undefined(v):
         ct_v = getitem_p.bind(ct, index=index)
         if keep is not None:
-            ct_v = ct_v * keep
+            ct_v = keep * ct_v
         ct_v = sum_to_shape(ct_v, v.aval.shape)
     return [ct_x, ct_v]
 
