@@ -73,7 +73,8 @@ class Trace:
                 raise LeakedTracerError(
                     "a traced value escaped the function it belongs to and was used "
                     "afterwards; return it from the function instead of storing it")
-            key = x._var
+            key = x._version()
+            x = x._snapshot()
         elif isinstance(x, np.generic) or (isinstance(x, np.ndarray) and x.ndim == 0):
             return Literal(x[()] if isinstance(x, np.ndarray) else x)
         elif isinstance(x, (bool, int, float, complex)):
@@ -157,10 +158,12 @@ def bind(prim, args, params):
 
 
 @contextmanager
-def new_trace(abstract: bool = False, record_source: bool = False):
+def new_trace(abstract: bool = False, record_source: bool = False, kind=None):
+    """Opens a trace one level above the current ones (a `Trace`, or another kind of
+    trace with the same constructor, such as the JVP trace of forward mode)."""
     level = _trace_stack[-1].level + 1 if _trace_stack else 1
     inherit = bool(_trace_stack) and _trace_stack[-1].record_source
-    trace = Trace(level, abstract, record_source or inherit)
+    trace = (kind or Trace)(level, abstract, record_source or inherit)
     _trace_stack.append(trace)
     try:
         yield trace
@@ -340,7 +343,18 @@ class Tracer:
             raise ValueError(f"in-place update changes shape {self.shape} -> {new.shape}")
         if new.dtype != self.dtype:
             new = new.astype(self.dtype)
+        self._rebind(new)
+
+    def _rebind(self, new):
         self._var, self._value = new._var, new._value
+
+    def _version(self):
+        """Identifies the current value; changes when an in-place update rebinds it."""
+        return self._var
+
+    def _snapshot(self):
+        """A tracer frozen at the current value (what a capturing trace binds to)."""
+        return Tracer(self._trace, self._var, self._value)
 
     def __setitem__(self, index, value):
         self._assign(_handler("setitem", "x[...] = v")(self, index, value))
