@@ -1,22 +1,25 @@
-"""Forward mode over a graph, and linearization (forward mode with the tangents traced).
+"""Forward mode and linearization (forward mode with the tangents traced).
 
-`jvp_graph` walks a traced graph with the primal value of every Var at hand (the
-trace kept them) and applies each primitive's JVP rule. The tangents it is given decide
-what it computes:
+Both apply each primitive's JVP rule to (primal values, tangents). The tangents decide
+what that computes:
 
 - arrays (or tracers of an enclosing trace): forward mode, evaluated;
 - tracers of a new abstract trace: the *linearized* graph, a graph of linear primitives
   from input tangents to output tangents whose constants are residuals computed from
   the primal values. Reverse mode transposes it (see `transpose.py`).
+
+Two drivers: `jvp_graph` walks an already traced graph (whose trace kept every primal
+value); `JVPTrace` applies the rules as the user's function runs, so that the eager
+`grad`/`vjp`/`jvp` record each operation once and keep only the residuals alive.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import NonDifferentiableError
-from ..core.ir import Literal, Var
+from ..core.errors import LeakedTracerError, NonDifferentiableError
+from ..core.ir import Literal, Var, aval_of
 from ..core.primitive import Zero, jvp_rules
-from ..core.trace import attributed_to, new_trace
+from ..core.trace import Tracer, attributed_to, new_trace, user_source
 
 
 def zeros(aval):
@@ -36,6 +39,14 @@ def add_tangents(a, b):
     return a + b
 
 
+def _no_rule(prim):
+    return NonDifferentiableError(
+        f"primitive `{prim.name}` has no derivative rule; its result depends on a "
+        f"differentiated input. Wrap the computation with chainrule.stop_gradient if its "
+        f"derivative is meant to be zero, or give it a rule with chainrule.custom_jvp / "
+        f"custom_vjp.")
+
+
 def jvp_graph(graph, values: dict, in_tangents) -> list:
     """Output tangents of `graph` at the primal point recorded in `values`."""
     tangents = {v: t for v, t in zip(graph.invars, in_tangents)
@@ -49,11 +60,7 @@ def jvp_graph(graph, values: dict, in_tangents) -> list:
                 continue
             rule = jvp_rules.get(e.prim)
             if rule is None:
-                raise NonDifferentiableError(
-                    f"primitive `{e.prim.name}` has no derivative rule; its result "
-                    f"depends on a differentiated input. Wrap the computation with "
-                    f"chainrule.stop_gradient if its derivative is meant to be zero, or "
-                    f"give it a rule with chainrule.custom_jvp / custom_vjp.")
+                raise _no_rule(e.prim)
             primals = [a.value if type(a) is Literal else values[a] for a in e.inputs]
             ts = [Zero(a.aval) if t is None else t for a, t in zip(e.inputs, ts)]
             with attributed_to(e.source):
@@ -73,3 +80,97 @@ def linearize_graph(graph, values: dict, differentiable):
                for v, d in zip(graph.invars, differentiable)]
         outs = [instantiate(t) for t in jvp_graph(graph, values, ins)]
         return lin.graph([t._var for t in ins if not isinstance(t, Zero)], outs)
+
+
+# --------------------------------------------------------------------------- online forward mode
+
+class JVPTracer(Tracer):
+    """A primal value (one level down) with its tangent (None: a symbolic zero)."""
+    __slots__ = ("_tangent", "_token")
+
+    def __init__(self, trace, value, tangent):
+        self._trace, self._var, self._value = trace, None, value
+        self._tangent = tangent
+        self._token = object()
+
+    aval = property(lambda self: aval_of(self._value))
+    shape = property(lambda self: self._value.shape)
+    dtype = property(lambda self: self._value.dtype)
+    ndim = property(lambda self: self._value.ndim)
+    size = property(lambda self: self._value.size)
+
+    def _rebind(self, new):
+        self._value, self._tangent, self._token = new._value, new._tangent, object()
+
+    def _version(self):
+        return self._token
+
+    def _snapshot(self):
+        return JVPTracer(self._trace, self._value, self._tangent)
+
+
+class JVPTrace:
+    """Forward mode as the function runs: each operation binds its primitive on the
+    primal values and applies its JVP rule to the tangents."""
+
+    def __init__(self, level, abstract=False, record_source=False):
+        self.level = level
+        self.record_source = record_source
+        self.active = True
+
+    def process(self, prim, args, params):
+        primals, tangents, live = [], [], False
+        for a in args:
+            if type(a) is JVPTracer and a._trace is self:
+                primals.append(a._value)
+                tangents.append(a._tangent)
+                live = live or a._tangent is not None
+            else:
+                if isinstance(a, Tracer) and not a._trace.active:
+                    raise LeakedTracerError(
+                        f"`{prim.name}` was applied to a traced value that escaped the "
+                        f"function it belongs to; return it instead of storing it")
+                primals.append(a)
+                tangents.append(None)
+        if any(isinstance(p, Tracer) for p in primals):
+            out = prim.bind(*primals, **params)
+        else:
+            out = prim.impl(*primals, **params)
+        outs = list(out) if prim.multiple_results else [out]
+        out_tangents = [None] * len(outs)
+        if live and any(aval_of(o).is_float for o in outs):
+            rule = jvp_rules.get(prim)
+            if rule is None:
+                raise _no_rule(prim)
+            ts = [Zero(aval_of(p)) if t is None else t for p, t in zip(primals, tangents)]
+            source = user_source() if self.record_source else None
+            with attributed_to(source), np.errstate(divide="ignore", invalid="ignore",
+                                                    over="ignore"):
+                result = rule(primals, ts, outs, **params)
+            out_tangents = [t if type(t) is not Zero and aval_of(o).is_float else None
+                            for o, t in zip(outs, result)]
+        tracers = [JVPTracer(self, o, t) for o, t in zip(outs, out_tangents)]
+        return tracers if prim.multiple_results else tracers[0]
+
+
+def jvp_flat(fun, primals, tangents):
+    """Runs fun(*tracers) (fun takes and returns flat lists) with each primal carrying
+    its tangent (None: zero). Returns (primal outputs, output tangents or None)."""
+    with new_trace(kind=JVPTrace) as trace:
+        outs = fun(*[JVPTracer(trace, p, t) for p, t in zip(primals, tangents)])
+        values = [o._value if type(o) is JVPTracer and o._trace is trace else o for o in outs]
+        out_tangents = [o._tangent if type(o) is JVPTracer and o._trace is trace else None
+                        for o in outs]
+    return values, out_tangents
+
+
+def linearize_flat(fun, primals, differentiable):
+    """Runs fun once; returns (primal outputs, linear graph from the tangents of the
+    differentiable inputs to the output tangents)."""
+    with new_trace(abstract=True) as lin:
+        ins = [lin.new_input(aval_of(p)) if d else None for p, d in zip(primals, differentiable)]
+        outs, out_tangents = jvp_flat(fun, primals, ins)
+        graph = lin.graph([t._var for t in ins if t is not None],
+                          [zeros(aval_of(o)) if t is None else t
+                           for o, t in zip(outs, out_tangents)])
+    return outs, graph
