@@ -20,6 +20,8 @@ from .core.pytree import tree_flatten, tree_map, tree_unflatten
 from .core.trace import Tracer, concrete as _concrete, trace_flat
 from .core.trace import eval_graph
 from .ops.elementwise import stop_gradient_p
+from .core.primitive import Zero
+from .transforms.batching import vmap_graph_eval
 from .transforms.jvp import instantiate, jvp_graph, linearize_graph
 from .transforms.transpose import backward_pass
 
@@ -213,39 +215,37 @@ def linearize(fun, *primals):
 # --------------------------------------------------------------------------- Jacobians
 
 def _basis(leaf):
-    """The standard basis of a leaf's space, one array at a time."""
+    """The standard basis of a leaf's space, stacked along a leading axis."""
     n = int(np.size(leaf))
-    dtype = aval_of(leaf).dtype
-    for k in range(n):
-        e = np.zeros(n, dtype)
-        e[k] = 1
-        yield e.reshape(np.shape(leaf))
+    return np.eye(n, dtype=aval_of(leaf).dtype).reshape((n,) + np.shape(leaf))
 
 
 def _forward_blocks(lin, ins, outs):
-    """blocks[i][j] = d out_i / d in_j, one linear-graph evaluation per input element."""
+    """blocks[i][j] = d out_i / d in_j: per input, one batched evaluation of the linear
+    graph on all the basis vectors at once (vmap's interpreter)."""
     blocks = [[None] * len(ins) for _ in outs]
     for j, xj in enumerate(ins):
-        columns = [eval_graph(lin, lin.consts, [e if k == j else np.zeros_like(x)
-                                                for k, x in enumerate(ins)])
-                   for e in _basis(xj)]
+        args = [_basis(xj) if k == j else np.zeros_like(x) for k, x in enumerate(ins)]
+        dims = [0 if k == j else None for k in range(len(ins))]
+        columns = vmap_graph_eval(lin, lin.consts, args, dims, int(np.size(xj)))
         for i, o in enumerate(outs):
-            col = np.stack([c[i] for c in columns], axis=-1) if columns else \
-                np.zeros(np.shape(o) + (0,))
-            blocks[i][j] = np.reshape(col, np.shape(o) + np.shape(xj))
+            blocks[i][j] = np.reshape(np.moveaxis(columns[i], 0, -1),
+                                      np.shape(o) + np.shape(xj))
     return blocks
 
 
 def _reverse_blocks(lin, ins, outs):
-    """blocks[i][j] = d out_i / d in_j, one backward pass per output element."""
+    """blocks[i][j] = d out_i / d in_j: per output, the backward pass is traced once
+    into a graph and evaluated on all the basis cotangents at once (vmap's
+    interpreter)."""
     blocks = []
     for i, oi in enumerate(outs):
-        rows = [[instantiate(c) for c in backward_pass(
-            lin, [e if k == i else np.zeros_like(o) for k, o in enumerate(outs)])]
-            for e in _basis(oi)]
-        blocks.append([np.reshape(np.stack([r[j] for r in rows]) if rows else
-                                  np.zeros((0,) + np.shape(x)), np.shape(oi) + np.shape(x))
-                       for j, x in enumerate(ins)])
+        def pull_back(ct, i=i):
+            cts = [ct if k == i else Zero(aval_of(o)) for k, o in enumerate(outs)]
+            return [instantiate(c) for c in backward_pass(lin, cts)]
+        adjoint, _, _ = trace_flat(pull_back, [aval_of(oi)], abstract=True)
+        rows = vmap_graph_eval(adjoint, adjoint.consts, [_basis(oi)], [0], int(np.size(oi)))
+        blocks.append([np.reshape(r, np.shape(oi) + np.shape(x)) for r, x in zip(rows, ins)])
     return blocks
 
 

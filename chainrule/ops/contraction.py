@@ -16,7 +16,8 @@ import numpy as np
 
 from ..core.errors import ShapeError
 from ..core.ir import Aval
-from ..core.primitive import Zero, is_undefined, primitive
+from ..core.primitive import Zero, batch_rules, is_undefined, primitive
+from ..transforms.batching import batch_to_front
 from ..core.ir import aval_of
 from .common import as_operand, implements, promote
 from .shape import broadcast_to, reshape
@@ -82,6 +83,17 @@ def _contract_transpose(cts, a, b, spec):
 
 contract_p = primitive("contract", _contract_impl, _contract_shape, jvp=_contract_jvp,
                        transpose=_contract_transpose)
+
+
+def _contract_batch(args, dims, spec):
+    """The batch axis is one more index, kept in the output (a batched einsum)."""
+    b = next(c for c in string.ascii_letters if c not in "".join(spec))
+    operands = [x if d is None else batch_to_front(x, d) for x, d in zip(args, dims)]
+    idx = [i if d is None else b + i for i, d in zip(spec[:2], dims)]
+    return contract_p.bind(*operands, spec=(idx[0], idx[1], b + spec[2])), 0
+
+
+batch_rules[contract_p] = _contract_batch
 
 
 def contract(a, b, a_idx, b_idx, out_idx):

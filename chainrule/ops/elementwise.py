@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, is_undefined, primitive
+from ..core.primitive import Zero, batch_rules, is_undefined, primitive
+from ..transforms.batching import broadcasting_rule
 from .common import (as_operand, broadcast_shapes, implements, promote, sum_to_shape,
                      ufunc_dtype)
 
@@ -289,3 +290,10 @@ def astype(x, dtype):
 
 
 stop_gradient_p = primitive("stop_gradient", lambda x: x, lambda x: x, jvp=_zero_jvp)
+
+
+# --------------------------------------------------------------------------- batching
+
+# Every primitive of this module broadcasts like NumPy: one batch rule for all.
+for _prim in [*prims.values(), mul_zero_safe, select, convert, stop_gradient_p]:
+    batch_rules[_prim] = broadcasting_rule(_prim)

@@ -35,7 +35,8 @@ import numpy as np
 
 from ..core.errors import ShapeError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, primitive
+from ..core.primitive import Zero, batch_rules, primitive
+from ..transforms.batching import axis_param_rule, broadcasting_rule
 from .common import as_operand, broadcast_shapes, implements, normalize_axes, promote, sum_to_shape
 from .elementwise import stop_gradient_p
 from .shape import broadcast_to, concatenate, reshape
@@ -103,6 +104,7 @@ def _solve_transpose(cts, a, b):
 
 solve_p = primitive("solve", np.linalg.solve, _solve_shape, jvp=_solve_jvp,
                     transpose=_solve_transpose)
+batch_rules[solve_p] = broadcasting_rule(solve_p)
 
 
 @implements(np.linalg.solve)
@@ -141,6 +143,7 @@ def _slogdet_jvp(primals, tangents, outs):
 slogdet_p = primitive("slogdet", lambda a: tuple(np.linalg.slogdet(a)),
                       lambda a: [_float_aval(a.shape[:-2], a.dtype)] * 2,
                       multiple_results=True, jvp=_slogdet_jvp)
+batch_rules[slogdet_p] = broadcasting_rule(slogdet_p)
 
 
 @implements(np.linalg.slogdet)
@@ -173,6 +176,7 @@ def _det_jvp(primals, tangents, outs):
 
 det_p = primitive("det", np.linalg.det,
                   lambda a: _float_aval(a.shape[:-2], a.dtype), jvp=_det_jvp)
+batch_rules[det_p] = broadcasting_rule(det_p)
 
 
 @implements(np.linalg.det)
@@ -194,6 +198,7 @@ def _cholesky_jvp(primals, tangents, outs):
 
 
 cholesky_p = primitive("cholesky", np.linalg.cholesky, lambda a: a, jvp=_cholesky_jvp)
+batch_rules[cholesky_p] = broadcasting_rule(cholesky_p)
 
 
 @implements(np.linalg.cholesky)
@@ -222,6 +227,7 @@ def _qr_jvp(primals, tangents, outs):
 
 qr_p = primitive("qr", lambda a: tuple(np.linalg.qr(a)), _qr_shape,
                  multiple_results=True, jvp=_qr_jvp)
+batch_rules[qr_p] = broadcasting_rule(qr_p)
 
 
 @implements(np.linalg.qr)
@@ -257,6 +263,7 @@ def _eigh_jvp(primals, tangents, outs, UPLO):
 eigh_p = primitive(
     "eigh", lambda a, UPLO: tuple(np.linalg.eigh(a, UPLO)),
     lambda a, UPLO: [Aval(a.shape[:-1], a.dtype), a], multiple_results=True, jvp=_eigh_jvp)
+batch_rules[eigh_p] = broadcasting_rule(eigh_p)
 
 
 @implements(np.linalg.eigh)
@@ -303,6 +310,7 @@ def _svd_jvp(primals, tangents, outs, hermitian):
 svd_p = primitive(
     "svd", lambda a, hermitian: tuple(np.linalg.svd(a, False, True, hermitian)),
     _svd_shape, multiple_results=True, jvp=_svd_jvp)
+batch_rules[svd_p] = broadcasting_rule(svd_p)
 
 
 @implements(np.linalg.svd)
@@ -335,6 +343,7 @@ norm2_p = primitive("norm2", lambda x, axes: np.sqrt(np.sum(x * x, axis=axes)),
                     lambda x, axes: Aval(tuple(d for i, d in enumerate(x.shape)
                                                if i not in axes), x.dtype),
                     jvp=_norm2_jvp)
+batch_rules[norm2_p] = axis_param_rule(norm2_p, "axes")
 
 
 def _vector_norm(x, ord, axes):

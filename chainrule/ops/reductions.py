@@ -11,7 +11,8 @@ import numpy as np
 
 from ..core.errors import ShapeError
 from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, primitive
+from ..core.primitive import Zero, batch_rules, primitive
+from ..transforms.batching import axis_param_rule
 from .common import as_operand, implements, normalize_axes, normalize_axis
 from .shape import broadcast_to, concatenate, linear_primitive, reshape
 
@@ -54,6 +55,8 @@ def _extremum(name, fn):
 
 reduce_max_p = _extremum("reduce_max", np.max)
 reduce_min_p = _extremum("reduce_min", np.min)
+for _prim in (reduce_sum_p, reduce_max_p, reduce_min_p):
+    batch_rules[_prim] = axis_param_rule(_prim, "axes")
 
 
 def _reduce(prim, x, axis, keepdims):
@@ -151,6 +154,7 @@ cumsum_p = linear_primitive(
     lambda x, axis: Aval(x.shape, _sum_dtype(x.dtype)),
     transpose=lambda cts, x, axis: [
         np.flip(cumsum_p.bind(np.flip(cts[0], axis), axis=axis), axis)])
+batch_rules[cumsum_p] = axis_param_rule(cumsum_p, "axis")
 
 
 @implements(np.cumsum)
@@ -196,6 +200,8 @@ argmin_p = _arg(np.argmin, "argmin")
 
 argsort_p = primitive("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
                       lambda x, axis: Aval(x.shape, np.intp))
+for _prim in (argmax_p, argmin_p, argsort_p):
+    batch_rules[_prim] = axis_param_rule(_prim, "axis")
 
 
 @implements(np.argsort)

@@ -13,7 +13,9 @@ import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError
 from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, is_undefined, primitive
+from ..core.primitive import Zero, batch_rules, is_undefined, primitive
+from ..transforms.batching import (all_to_front, batch_size, batch_to_front, example_rank,
+                                   move_batch_axis)
 from ..core.trace import Tracer, concrete
 from .common import as_operand, implements, normalize_axis, promote, sum_to_shape
 
@@ -34,6 +36,14 @@ def linear_primitive(name, impl, shape, transpose):
 reshape_p = linear_primitive(
     "reshape", lambda x, shape: np.reshape(x, shape), lambda x, shape: Aval(shape, x.dtype),
     transpose=lambda cts, x, shape: [reshape_p.bind(cts[0], shape=x.aval.shape)])
+
+
+def _reshape_batch(args, dims, shape):
+    x = batch_to_front(args[0], dims[0])
+    return reshape_p.bind(x, shape=np.shape(x)[:1] + tuple(shape)), 0
+
+
+batch_rules[reshape_p] = _reshape_batch
 
 
 @implements(np.reshape)
@@ -96,6 +106,8 @@ transpose_p = linear_primitive(
     lambda x, perm: Aval(tuple(x.shape[p] for p in perm), x.dtype),
     transpose=lambda cts, x, perm: [
         transpose_p.bind(cts[0], perm=tuple(int(i) for i in np.argsort(perm)))])
+batch_rules[transpose_p] = lambda args, dims, perm: (transpose_p.bind(
+    batch_to_front(args[0], dims[0]), perm=(0,) + tuple(p + 1 for p in perm)), 0)
 
 
 @implements(np.transpose)
@@ -131,6 +143,14 @@ broadcast_p = linear_primitive(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
     lambda x, shape: Aval(shape, x.dtype),
     transpose=lambda cts, x, shape: [sum_to_shape(cts[0], x.aval.shape)])
+
+
+def _broadcast_batch(args, dims, shape):
+    x = batch_to_front(args[0], dims[0], len(shape))
+    return broadcast_p.bind(x, shape=np.shape(x)[:1] + tuple(shape)), 0
+
+
+batch_rules[broadcast_p] = _broadcast_batch
 
 
 @implements(np.broadcast_to)
@@ -173,6 +193,8 @@ def _concat_transpose(cts, *xs, axis):
 
 concatenate_p = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis),
                           _concat_shape, jvp=_concat_jvp, transpose=_concat_transpose)
+batch_rules[concatenate_p] = lambda args, dims, axis: (
+    concatenate_p.bind(*all_to_front(args, dims), axis=axis + 1), 0)
 
 
 @implements(np.concatenate)
@@ -319,6 +341,37 @@ scatter_add_p = linear_primitive(
     transpose=lambda cts, ct, index, shape: [getitem_p.bind(cts[0], index=index)])
 
 
+def _batched_index(index: Index):
+    """The index with a leading full slice for the batch axis, and where NumPy puts
+    the batch axis in the result: first, unless advanced indices (arrays, and ints
+    among them) are separated, in which case their dimensions come first."""
+    batched = Index((slice(None),) + index.value)
+    if index.basic:
+        return batched, 0
+    advanced = [k for k, i in enumerate(index.value)
+                if isinstance(i, (np.ndarray, int, np.integer))]
+    if advanced == list(range(advanced[0], advanced[-1] + 1)):
+        return batched, 0
+    arrays = [np.shape(index.value[k]) for k in advanced]
+    return batched, len(np.broadcast_shapes(*arrays))
+
+
+def _getitem_batch(args, dims, index):
+    batched, out_dim = _batched_index(index)
+    return getitem_p.bind(batch_to_front(args[0], dims[0]), index=batched), out_dim
+
+
+def _scatter_add_batch(args, dims, index, shape):
+    batched, ct_dim = _batched_index(index)
+    ct = move_batch_axis(args[0], dims[0], ct_dim, None)
+    return scatter_add_p.bind(ct, index=batched, shape=np.shape(ct)[ct_dim:ct_dim + 1]
+                              + tuple(shape)), 0
+
+
+batch_rules[getitem_p] = _getitem_batch
+batch_rules[scatter_add_p] = _scatter_add_batch
+
+
 @implements("getitem")
 def getitem(x, index):
     index = _static_index(index, np.shape(x))
@@ -397,6 +450,27 @@ scatter_p = primitive("scatter", _scatter_impl,
                       jvp=_scatter_jvp, transpose=_scatter_transpose)
 
 
+def _scatter_batch(args, dims, index, keep):
+    """x with the batch axis first; v and the mask shaped like the batched x[index]."""
+    size = batch_size(args, dims)
+    x = move_batch_axis(args[0], dims[0], 0, size)
+    batched, v_dim = _batched_index(index)
+    target = _indexed_shape(np.shape(x), batched)
+    example = target[:v_dim] + target[v_dim + 1:]
+    v, dv = args[1], dims[1]
+    if dv is None:
+        v = move_batch_axis(np.broadcast_to(v, example), None, v_dim, size)
+    else:
+        v = np.moveaxis(np.broadcast_to(batch_to_front(v, dv, len(example)),
+                                        (size,) + example), 0, v_dim)
+    if keep is not None:
+        keep = _Mask(np.broadcast_to(np.expand_dims(keep.value, v_dim), target))
+    return scatter_p.bind(x, v, index=batched, keep=keep), 0
+
+
+batch_rules[scatter_p] = _scatter_batch
+
+
 @implements("setitem")
 def setitem(x, index, value):
     """`x[index] = value` as a new array (the tracer is then rebound to it)."""
@@ -432,6 +506,10 @@ put_along_add_p = linear_primitive(
     "put_along_axis_add", _put_along_add_impl,
     lambda ct, idx, axis, shape: Aval(shape, ct.dtype),
     transpose=lambda cts, ct, idx, axis, shape: [take_along_p.bind(cts[0], idx, axis=axis), None])
+batch_rules[take_along_p] = lambda args, dims, axis: (
+    take_along_p.bind(*all_to_front(args, dims), axis=axis + 1), 0)
+batch_rules[put_along_add_p] = lambda args, dims, axis, shape: (put_along_add_p.bind(
+    *all_to_front(args, dims), axis=axis + 1, shape=(batch_size(args, dims),) + shape), 0)
 
 
 @implements(np.take_along_axis)
@@ -531,6 +609,8 @@ def _zeros_like_jvp(primals, tangents, outs, shape, dtype):
 zeros_like_p = primitive(
     "zeros_like", lambda x, shape, dtype: np.zeros(shape, dtype),
     lambda x, shape, dtype: Aval(shape, dtype), jvp=_zeros_like_jvp)
+batch_rules[zeros_like_p] = lambda args, dims, shape, dtype: (   # the same for every example
+    zeros_like_p.bind(args[0], shape=shape, dtype=dtype), None)
 
 
 @implements(np.zeros_like, np.empty_like)
