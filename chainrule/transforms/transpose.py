@@ -40,8 +40,7 @@ def backward_pass(graph, out_cts) -> list:
                 f"primitive `{e.prim.name}` appears in a linear graph but has no "
                 f"transpose rule")
         with attributed_to(e.source):
-            in_cts = rule(outs, *args, **e.params)
-        for a, arg, ct in zip(e.inputs, args, in_cts):
-            if type(arg) is UndefinedPrimal:
-                accumulate(a, ct)
+            for a, arg, ct in zip(e.inputs, args, rule(outs, *args, **e.params)):
+                if type(arg) is UndefinedPrimal:
+                    accumulate(a, ct)
     return [cts.get(v, Zero(v.aval)) for v in graph.invars]
