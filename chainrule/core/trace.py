@@ -122,6 +122,12 @@ class Trace:
 attributed_source = None
 
 
+class DerivedSource(tuple):
+    """The (filename, lineno) of an equation recorded by a derivative rule of the
+    equation on that line (equal to the plain source, but tells them apart)."""
+    __slots__ = ()
+
+
 class attributed_to:
     """While active, equations recorded by traces that keep sources are attributed to
     `source` (the user's line of the equation whose derivative rule is running), so
@@ -135,7 +141,7 @@ class attributed_to:
         global attributed_source
         self.saved = attributed_source
         if self.source is not None:
-            attributed_source = self.source
+            attributed_source = DerivedSource(self.source)
 
     def __exit__(self, *exc):
         global attributed_source
