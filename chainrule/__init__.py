@@ -4,6 +4,7 @@ from .api import (concrete, grad, hessian, jacfwd, jacobian, jacrev, jvp,  # noq
                   linearize, make_graph, stop_gradient, value_and_grad, vjp)
 from .transforms.custom import custom_jvp, custom_vjp  # noqa: F401
 from . import kalman, linalg, lipschitz  # noqa: F401
+from . import elimination  # noqa: F401
 from . import relational  # noqa: F401
 from .forward_grad import forward_grad  # noqa: F401
 from .core.errors import (ChainruleError, ConcretizationError, NonDifferentiableError,  # noqa: F401

@@ -277,13 +277,18 @@ def jacrev(fun, argnums=0):
     return _jac_transform(fun, argnums, "rev")
 
 
-def jacobian(fun, argnums=0, mode="auto"):
-    """The Jacobian, shaped out.shape + in.shape. mode: "fwd", "rev" or "auto" (forward
-    when the inputs are no larger than the outputs)."""
+def jacobian(fun, argnums=0, mode="auto", order=None):
+    """The Jacobian, shaped out.shape + in.shape. mode: "fwd", "rev", "auto" (forward
+    when the inputs are no larger than the outputs) or "cross_country" (vertex
+    elimination in `order`, searched when None; see chainrule.elimination)."""
     if mode in ("fwd", "rev"):
         return _jac_transform(fun, argnums, mode)
+    if mode == "cross_country":
+        from .elimination import jacobian_function
+        return jacobian_function(fun, argnums, order)
     if mode != "auto":
-        raise ValueError(f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
+        raise ValueError(f"jacobian mode must be 'auto', 'fwd', 'rev' or 'cross_country', "
+                         f"got {mode!r}")
 
     @functools.wraps(fun)
     def auto(*args, **kwargs):

@@ -127,6 +127,7 @@ def _merge_common_subexpressions(graph):
 
 
 def _build(graph, in_tree, out_tree) -> LinearizedGraph:
+    known = _constant_values(graph)
     node_of = {v: n for n, v in enumerate(graph.invars)}
     nodes = list(graph.invars)
     sizes = [v.aval.size for v in graph.invars]
@@ -151,7 +152,7 @@ def _build(graph, in_tree, out_tree) -> LinearizedGraph:
             sizes.append(e.outputs[q].aval.size)
         for p in active:
             for q, k in zip(float_outs, out_nodes):
-                part = _partial(e, p, q)
+                part = _partial(e, p, q, known)
                 if part is None:
                     continue
                 i = node_of[e.inputs[p]]
@@ -165,7 +166,21 @@ def _build(graph, in_tree, out_tree) -> LinearizedGraph:
     return LinearizedGraph(graph, nodes, topo, partials, in_tree, out_tree, out_atoms)
 
 
-def _rule_graph(e, p, q):
+def _constant_values(graph) -> dict:
+    """Values of the Vars that do not depend on the inputs (captured arrays and
+    operations on them only), computed now: partials that use only these are
+    constants of the plan."""
+    known = dict(zip(graph.constvars, graph.consts))
+    for e in graph.eqns:
+        if all(isinstance(a, Literal) or a in known for a in e.inputs):
+            with np.errstate(all="ignore"):
+                out = e.prim.impl(*[a.value if isinstance(a, Literal) else known[a]
+                                    for a in e.inputs], **e.params)
+            known.update(zip(e.outputs, out if e.prim.multiple_results else [out]))
+    return known
+
+
+def _rule_graph(e, p, q, known):
     """The JVP rule of equation e traced with a symbolic tangent for input p only."""
     rule = jvp_rules[e.prim]
     with new_trace(abstract=True) as trace:
@@ -177,12 +192,14 @@ def _rule_graph(e, p, q):
         with np.errstate(all="ignore"):
             result = rule(prims, tangents, outs, **e.params)[q]
         if isinstance(result, Zero):
-            return None, False
+            return None, False, None
         invars = [x._var for x in prims if hasattr(x, "_var")] + [o._var for o in outs] \
             + [t._var]
         g = trace.graph(invars, [result])
-    uses_point = _depends_on(g, set(g.invars[:-1]))
-    return g, uses_point
+    sources = [a for a in e.inputs if isinstance(a, Var)] + list(e.outputs)
+    values = [known.get(a) for a in sources]
+    uses_point = _depends_on(g, {v for v, a in zip(g.invars, sources) if a not in known})
+    return g, uses_point, values
 
 
 def _depends_on(g, vars_) -> bool:
@@ -194,8 +211,8 @@ def _depends_on(g, vars_) -> bool:
         set(g.constvars) & live)
 
 
-def _partial(e, p, q):
-    g, uses_point = _rule_graph(e, p, q)
+def _partial(e, p, q, known):
+    g, uses_point, values = _rule_graph(e, p, q, known)
     if g is None:
         return None
     in_aval, out_aval = e.inputs[p].aval, e.outputs[q].aval
@@ -206,7 +223,8 @@ def _partial(e, p, q):
             f"to form; cross-country elimination suits graphs of small blocks. Use "
             f"chainrule.jacfwd / jacrev for this function.")
     if not uses_point:
-        return Partial("constant", e, p, q, g, matrix=_probe_matrix(g, in_aval, out_aval))
+        return Partial("constant", e, p, q, g,
+                       matrix=_probe_matrix(g, values, in_aval, out_aval))
     if e.prim in ELEMENTWISE:
         bcast = None
         if in_aval.shape != out_aval.shape:
@@ -215,9 +233,11 @@ def _partial(e, p, q):
     return Partial("dense", e, p, q, g)
 
 
-def _probe_matrix(g, in_aval, out_aval):
-    """The constant matrix of a rule graph that ignores the point, column by column."""
-    dummies = [np.zeros(v.aval.shape, v.aval.dtype) for v in g.invars[:-1]]
+def _probe_matrix(g, values, in_aval, out_aval):
+    """The constant matrix of a rule graph that ignores the point, column by column
+    (`values`: the known constants among the rule's inputs, None for the others)."""
+    dummies = [np.zeros(v.aval.shape, v.aval.dtype) if x is None else x
+               for v, x in zip(g.invars[:-1], values)]
     cols = []
     for c in range(in_aval.size):
         basis = np.zeros(in_aval.size, in_aval.dtype)

@@ -1,0 +1,211 @@
+"""Cross-country elimination: Jacobians computed by the generated code of an order,
+against chainrule's forward and reverse mode, finite differences and closed forms."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+from benchmarks.elimination import tasks as T
+from chainrule.core.errors import (ChainruleError, NonDifferentiableError, ShapeError)
+from chainrule.core.primitive import primitive
+from chainrule.elimination import load_order, plan
+from chainrule.test_util import check_grads, numerical_jvp
+
+rng = np.random.default_rng(7)
+
+
+def _flat(jac):
+    return [np.asarray(b) for row in jac for b in row]
+
+
+def _assert_same(got, want, equal_nan=False):
+    for g, w in zip(_flat(got), _flat(want)):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10, equal_nan=equal_nan)
+
+
+@pytest.mark.parametrize("name", ["RoeFlux_1d", "RobotArm_6DOF", "HumanHeartDipole",
+                                  "PropaneCombustion"])
+@pytest.mark.parametrize("order", ["forward", "reverse", "markowitz", "greedy"])
+def test_task_jacobians_match_forward_and_reverse_mode(name, order):
+    task = T.TASKS[name]
+    args = task.args(rng)
+    J = plan(task.fun, *args, order=order).jacobian(*args)
+    nums = tuple(range(len(args)))
+    _assert_same(J, cr.jacfwd(task.fun, argnums=nums)(*args))
+    _assert_same(J, cr.jacrev(task.fun, argnums=nums)(*args))
+
+
+def test_task_g_matches_forward_mode_where_it_is_defined():
+    task = T.TASKS["g"]
+    args = task.args(rng)
+    with np.errstate(all="ignore"):
+        J = plan(task.fun, *args, order="markowitz").jacobian(*args)
+        want = cr.jacfwd(task.fun, argnums=tuple(range(15)))(*args)
+    got, want = np.array(_flat(J)), np.array(_flat(want))
+    finite = np.isfinite(want)
+    assert finite.mean() > 0.8
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-12)
+
+
+def test_task_functions_differentiate_correctly():
+    for name in ["RoeFlux_1d", "HumanHeartDipole"]:
+        task = T.TASKS[name]
+        check_grads(task.fun, task.args(rng), order=1)
+
+
+def test_jacobian_agrees_with_finite_differences():
+    task = T.TASKS["RobotArm_6DOF"]
+    args = task.args(rng)
+    J = plan(task.fun, *args, order="markowitz").jacobian(*args)
+    v = tuple(rng.standard_normal(np.shape(a)) for a in args)
+    fd = numerical_jvp(task.fun, args, v, 1e-6)
+    for o, row in enumerate(J):
+        np.testing.assert_allclose(sum(b * vi for b, vi in zip(row, v)), fd[o], rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_batched_scalar_program_is_vectorized():
+    task = T.TASKS["PropaneCombustion"]
+    p = plan(task.fun, *task.args(rng), order="reverse")
+    batch = task.args(rng, (5, 2))
+    J = p.jacobian(*batch)
+    assert np.shape(J[3][2]) == (5, 2)
+    for b in [(0, 0), (4, 1)]:
+        one = cr.jacfwd(task.fun, argnums=tuple(range(11)))(*[x[b] for x in batch])
+        _assert_same([[blk[b] for blk in row] for row in J], one)
+
+
+W = rng.standard_normal((3, 4))
+
+
+def tensor_program(x, A):
+    """Contractions, broadcasting, reductions, indexing, reshapes and a transpose."""
+    h = np.tanh(W @ x + 0.5)
+    y = A @ h
+    z = np.sum(y ** 2) * h[:2]
+    return y.reshape(1, 2) * 2.0, z + x[1:3], np.exp(A).T
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse", "markowitz", "exact", "anneal"])
+def test_tensor_program_in_every_order(order):
+    x, A = rng.standard_normal(4), rng.standard_normal((2, 3))
+    p = plan(tensor_program, x, A, order=order, budget_s=0.3)
+    J = p.jacobian(x, A)
+    _assert_same(J, cr.jacfwd(tensor_program, argnums=(0, 1))(x, A))
+    _assert_same(J, cr.jacrev(tensor_program, argnums=(0, 1))(x, A))
+    assert J[2][1].shape == (3, 2, 2, 3)
+    assert p.cost <= p.costs["forward"] or order in ("forward", "reverse", "markowitz")
+
+
+def test_tensor_program_with_a_batch_axis():
+    x, A = rng.standard_normal((3, 4)), rng.standard_normal((3, 2, 3))
+    p = plan(tensor_program, x[0], A[0], order="markowitz")
+    J = p.jacobian(x, A)
+    assert J[1][0].shape == (3, 2, 4)
+    for b in range(3):
+        want = cr.jacfwd(tensor_program, argnums=(0, 1))(x[b], A[b])
+        _assert_same([[blk[b] for blk in row] for row in J], want)
+
+
+def test_elementwise_closed_form():
+    f = lambda x: np.sin(x) * x
+    x = rng.standard_normal(5)
+    J = cr.jacobian(f, mode="cross_country", order="reverse")(x)
+    np.testing.assert_allclose(J, np.diag(np.cos(x) * x + np.sin(x)), rtol=1e-13)
+
+
+def test_dense_vertex_from_a_primitive_without_structure():
+    """np.linalg.solve becomes one vertex with dense blocks (probed from its JVP)."""
+    def f(A, b):
+        return np.linalg.solve(A, np.sin(b))
+    A = rng.standard_normal((3, 3)) + 3 * np.eye(3)
+    b = rng.standard_normal(3)
+    J_A, J_b = plan(f, A, b, order="markowitz").jacobian(A, b)
+    want_A, want_b = cr.jacfwd(f, argnums=(0, 1))(A, b)
+    assert J_A.shape == (3, 3, 3)
+    np.testing.assert_allclose(J_A, want_A, rtol=1e-12)
+    # closed form: d/db solve(A, sin b) = A^-1 diag(cos b)
+    np.testing.assert_allclose(J_b, np.linalg.solve(A, np.diag(np.cos(b))), rtol=1e-12)
+    np.testing.assert_allclose(J_b, want_b, rtol=1e-12)
+
+
+def test_public_face_jacobian_cross_country():
+    f = lambda p: {"u": np.sin(p["a"]) * p["b"], "v": p["a"] ** 2}
+    p = {"a": rng.standard_normal(3), "b": rng.standard_normal(3)}
+    jac = cr.jacobian(f, mode="cross_country")
+    J, want = jac(p), cr.jacfwd(f)(p)
+    for out in "uv":
+        for inp in "ab":
+            np.testing.assert_allclose(J[out][inp], want[out][inp], rtol=1e-12)
+    J2 = cr.jacobian(lambda x, y: x * y, argnums=1, mode="cross_country",
+                     order="markowitz")(2.0 * np.ones(2), np.ones(2))
+    np.testing.assert_allclose(J2, 2.0 * np.eye(2))
+
+
+def test_report_names_every_order_and_its_cost():
+    task = T.TASKS["HumanHeartDipole"]
+    p = plan(task.fun, *task.args(rng), order="markowitz")
+    text = p.report()
+    for line in ["forward", "240", "reverse", "172", "markowitz", "194", "86 vertices"]:
+        assert line in text
+
+
+def test_save_and_load_round_trip(tmp_path):
+    task = T.TASKS["PropaneCombustion"]
+    args = task.args(rng)
+    p = plan(task.fun, *args, search="beam")
+    p.save(tmp_path / "o.json")
+    q = plan(task.fun, *args, order=load_order(tmp_path / "o.json"))
+    assert q.order == p.order and q.cost == p.cost
+
+
+def test_common_subexpression_elimination_is_an_option():
+    task = T.TASKS["RoeFlux_1d"]
+    args = task.args(rng)
+    plain = plan(task.fun, *args, order="markowitz")
+    merged = plan(task.fun, *args, order="markowitz", cse=True)
+    assert merged.n_vertices < plain.n_vertices == 101
+    _assert_same(merged.jacobian(*args), plain.jacobian(*args))
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_error_integer_input():
+    with pytest.raises(NonDifferentiableError, match="floating-point inputs"):
+        plan(lambda x: x * 2, np.arange(3))
+
+
+def test_error_unknown_order_and_model():
+    with pytest.raises(ChainruleError, match="unknown order 'sideways'"):
+        plan(np.sin, np.ones(2), order="sideways")
+    with pytest.raises(ChainruleError, match="unknown cost model"):
+        plan(np.sin, np.ones(2), order="forward", model="flops")
+
+
+def test_error_saved_order_for_another_graph(tmp_path):
+    p = plan(lambda x: np.sin(np.cos(x)), np.ones(2), order="forward")
+    p.save(tmp_path / "o.json")
+    with pytest.raises(ChainruleError, match="saved for another function"):
+        plan(lambda x: np.sin(x), np.ones(2), order=load_order(tmp_path / "o.json"))
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ChainruleError, match="not a saved elimination order"):
+        load_order(tmp_path / "bad.json")
+
+
+def test_error_wrong_shapes_at_run_time():
+    p = plan(lambda x, y: x * y, np.ones(2), np.ones(2), order="forward")
+    with pytest.raises(ShapeError, match="only leading batch axes"):
+        p.jacobian(np.ones(3), np.ones(2))
+    with pytest.raises(ShapeError, match="same batch axes"):
+        p.jacobian(np.ones((4, 2)), np.ones((5, 2)))
+
+
+def test_error_primitive_without_derivative_rule():
+    opaque = primitive("opaque_for_elimination_test", lambda x: x + 1, lambda x: x)
+    with pytest.raises(NonDifferentiableError, match="opaque_for_elimination_test"):
+        plan(lambda x: np.sin(opaque.bind(x)), np.ones(2), order="forward")
+
+
+def test_error_exact_search_on_a_large_graph():
+    task = T.TASKS["RoeFlux_1d"]
+    with pytest.raises(ChainruleError, match="exact search is limited"):
+        plan(task.fun, *task.args(rng), order="exact")
