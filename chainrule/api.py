@@ -22,7 +22,7 @@ from .core.trace import eval_graph
 from .ops.elementwise import stop_gradient_p
 from .core.primitive import Zero
 from .transforms.batching import vmap_graph_eval
-from .transforms.jvp import instantiate, jvp_graph, linearize_graph
+from .transforms.jvp import instantiate, jvp_flat, linearize_flat
 from .transforms.transpose import backward_pass
 
 
@@ -41,41 +41,57 @@ def _is_float(x) -> bool:
     return aval_of(x).is_float
 
 
-class _Traced:
-    """A function traced at given arguments: its graph, the values of all its Vars,
-    and how to rebuild pytrees of inputs and outputs."""
+class _Flattened:
+    """A function of pytrees seen as a function of flat leaves: the differentiated
+    arguments (args[argnums]) are the leaves; the output's structure and any auxiliary
+    output are recorded when it runs."""
 
-    def __init__(self, fun, args, argnums, has_aux=False, hints=None):
-        args = list(args)
-        leaves, self.in_tree = tree_flatten(tuple(args[i] for i in argnums))
+    def __init__(self, fun, args, argnums, has_aux):
+        self.fun, self.args, self.argnums, self.has_aux = fun, list(args), argnums, has_aux
+        leaves, self.in_tree = tree_flatten(tuple(self.args[i] for i in argnums))
         self.leaves = [_as_leaf(x) for x in leaves]
         self.aux = None
 
-        def flat_fun(*tracers):
-            full = list(args)
-            for i, a in zip(argnums, tree_unflatten(self.in_tree, tracers)):
-                full[i] = a
-            out = fun(*full)
-            if has_aux:
-                if not (isinstance(out, tuple) and len(out) == 2):
-                    raise TypeError("with has_aux=True the function must return a pair "
-                                    "(output, auxiliary data)")
-                out, self.aux = out
-            out_leaves, self.out_tree = tree_flatten(out)
-            return out_leaves
-
-        self.graph, trace, _ = trace_flat(flat_fun, self.leaves, hints=hints)
-        self.values = trace.values
-        if has_aux:
-            self.aux = tree_map(_concrete_or_self, self.aux)
-        self.outs = [a.value if isinstance(a, Literal) else self.values[a]
-                     for a in self.graph.outvars]
+    def flat_fun(self, *tracers):
+        full = list(self.args)
+        for i, a in zip(self.argnums, tree_unflatten(self.in_tree, tracers)):
+            full[i] = a
+        out = self.fun(*full)
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("with has_aux=True the function must return a pair "
+                                "(output, auxiliary data)")
+            out, aux = out
+            self.aux = tree_map(_concrete_or_self, aux)
+        out_leaves, self.out_tree = tree_flatten(out)
+        return out_leaves
 
     def output(self):
         return tree_unflatten(self.out_tree, self.outs)
 
+
+class _Traced(_Flattened):
+    """A function traced at given arguments: its graph and the values of all its Vars."""
+
+    def __init__(self, fun, args, argnums, has_aux=False, hints=None):
+        super().__init__(fun, args, argnums, has_aux)
+        self.graph, trace, _ = trace_flat(self.flat_fun, self.leaves, hints=hints)
+        self.values = trace.values
+        self.outs = [a.value if isinstance(a, Literal) else self.values[a]
+                     for a in self.graph.outvars]
+
+
+class _Linearized(_Flattened):
+    """A function run once with its tangents traced: its outputs and the linear graph
+    from input tangents to output tangents (only residuals are kept alive)."""
+
+    def __init__(self, fun, args, argnums, has_aux=False):
+        super().__init__(fun, args, argnums, has_aux)
+        self.outs, self.lin = linearize_flat(self.flat_fun, self.leaves,
+                                             [_is_float(x) for x in self.leaves])
+
     def linearize(self):
-        return linearize_graph(self.graph, self.values, [_is_float(x) for x in self.leaves])
+        return self.lin
 
 
 def _concrete_or_self(x):
@@ -127,7 +143,7 @@ def _pullback(traced, lin):
 def vjp(fun, *primals, has_aux=False):
     """(fun(*primals), pullback) where pullback(cotangent) returns one cotangent per
     primal, each shaped like it. With has_aux, also returns fun's auxiliary output."""
-    traced = _Traced(fun, primals, range(len(primals)), has_aux)
+    traced = _Linearized(fun, primals, range(len(primals)), has_aux)
     pullback = _pullback(traced, traced.linearize())
     return (traced.output(), pullback, traced.aux) if has_aux else \
         (traced.output(), pullback)
@@ -139,7 +155,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
-        traced = _Traced(lambda *a: fun(*a, **kwargs), args, nums, has_aux)
+        traced = _Linearized(lambda *a: fun(*a, **kwargs), args, nums, has_aux)
         _check_differentiable(traced, "grad")
         if len(traced.outs) != 1 or np.shape(traced.outs[0]) != ():
             shapes = [np.shape(o) for o in traced.outs]
@@ -189,18 +205,19 @@ def jvp(fun, primals, tangents, has_aux=False):
     """(fun(*primals), directional derivative of fun at primals along tangents)."""
     primals, tangents = tuple(primals), tuple(tangents)
     t_leaves = _check_tangents(primals, tangents)
-    traced = _Traced(fun, primals, range(len(primals)), has_aux)
-    t_leaves = [t if _is_float(p) else np.zeros(np.shape(p))
-                for p, t in zip(traced.leaves, t_leaves)]
-    outs_t = [instantiate(t) for t in jvp_graph(traced.graph, traced.values, t_leaves)]
-    result = (traced.output(), tree_unflatten(traced.out_tree, outs_t))
-    return result + (traced.aux,) if has_aux else result
+    flat = _Flattened(fun, primals, range(len(primals)), has_aux)
+    t_leaves = [t if _is_float(p) else None for p, t in zip(flat.leaves, t_leaves)]
+    flat.outs, outs_t = jvp_flat(flat.flat_fun, flat.leaves, t_leaves)
+    outs_t = [np.zeros(np.shape(o), aval_of(o).dtype) if t is None else t
+              for o, t in zip(flat.outs, outs_t)]
+    result = (flat.output(), tree_unflatten(flat.out_tree, outs_t))
+    return result + (flat.aux,) if has_aux else result
 
 
 def linearize(fun, *primals):
     """(fun(*primals), f_lin) where f_lin(*tangents) is the JVP at primals, from a
     linear graph computed once (printable: f_lin.graph)."""
-    traced = _Traced(fun, primals, range(len(primals)))
+    traced = _Linearized(fun, primals, range(len(primals)))
     lin = traced.linearize()
     float_mask = [_is_float(x) for x in traced.leaves]
 
@@ -253,7 +270,7 @@ def _jac_transform(fun, argnums, direction):
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
-        traced = _Traced(lambda *a: fun(*a, **kwargs), args, nums)
+        traced = _Linearized(lambda *a: fun(*a, **kwargs), args, nums)
         _check_differentiable(traced, "a Jacobian")
         for o in traced.outs:
             if not _is_float(o):

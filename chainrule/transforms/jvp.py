@@ -72,16 +72,6 @@ def jvp_graph(graph, values: dict, in_tangents) -> list:
             for a in graph.outvars]
 
 
-def linearize_graph(graph, values: dict, differentiable):
-    """The linear graph from the tangents of the invars marked `differentiable` to the
-    output tangents (zero outputs become zero constants)."""
-    with new_trace(abstract=True) as lin:
-        ins = [lin.new_input(v.aval) if d else Zero(v.aval)
-               for v, d in zip(graph.invars, differentiable)]
-        outs = [instantiate(t) for t in jvp_graph(graph, values, ins)]
-        return lin.graph([t._var for t in ins if not isinstance(t, Zero)], outs)
-
-
 # --------------------------------------------------------------------------- online forward mode
 
 class JVPTracer(Tracer):
@@ -132,13 +122,11 @@ class JVPTrace:
                         f"function it belongs to; return it instead of storing it")
                 primals.append(a)
                 tangents.append(None)
-        if any(isinstance(p, Tracer) for p in primals):
-            out = prim.bind(*primals, **params)
-        else:
-            out = prim.impl(*primals, **params)
+        lower = any(isinstance(p, Tracer) for p in primals)
+        out = prim.bind(*primals, **params) if lower else prim.impl(*primals, **params)
         outs = list(out) if prim.multiple_results else [out]
         out_tangents = [None] * len(outs)
-        if live and any(aval_of(o).is_float for o in outs):
+        if live and any(o.dtype.kind in "fc" for o in outs):
             rule = jvp_rules.get(prim)
             if rule is None:
                 raise _no_rule(prim)
@@ -147,7 +135,7 @@ class JVPTrace:
             with attributed_to(source), np.errstate(divide="ignore", invalid="ignore",
                                                     over="ignore"):
                 result = rule(primals, ts, outs, **params)
-            out_tangents = [t if type(t) is not Zero and aval_of(o).is_float else None
+            out_tangents = [None if type(t) is Zero or o.dtype.kind not in "fc" else t
                             for o, t in zip(outs, result)]
         tracers = [JVPTracer(self, o, t) for o, t in zip(outs, out_tangents)]
         return tracers if prim.multiple_results else tracers[0]

@@ -1,6 +1,6 @@
 """Reverse mode: transposing a linear graph, evaluated backwards.
 
-Every equation of a linear graph (made by `linearize_graph`) is linear in its inputs
+Every equation of a linear graph (made by `linearize_flat`) is linear in its inputs
 that come from the graph's inputs; its other inputs are residual constants. Walking the
 equations backwards and applying each primitive's transpose rule pulls output
 cotangents back to the inputs. Run on arrays it computes a vector-Jacobian product; run
