@@ -4,13 +4,13 @@ this package, flattening pytrees into one vector, and the check for closed-over 
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from ..core.errors import ChainruleError
 from ..core.pytree import tree_flatten, tree_unflatten
-from ..core.trace import Tracer, trace_flat
+from ..core.trace import Tracer, concrete, trace_flat
 
 DIFF_MODES = ("unroll", "implicit", "onestep")
 ON_NONCONVERGENCE = ("warn", "raise", "ignore")
@@ -39,6 +39,23 @@ class SolverInfo(NamedTuple):
     residual: float
     converged: bool
     step: float = 1.0
+
+
+class Solver(NamedTuple):
+    """An iterative method as `differentiate` needs it: run(x0, theta) -> (x, info) with
+    traceable NumPy calls; optimality(x, theta), zero at a solution; step(x, theta,
+    info), one application of the iteration map (for diff="onestep"); and whether the
+    Jacobian of optimality in x is symmetric (a Hessian), which allows CG."""
+    run: Callable
+    optimality: Callable
+    step: Callable
+    symmetric: bool
+
+
+def value_of(x) -> float:
+    """A traced or plain scalar as a Python float (for stopping tests and line
+    searches, whose decisions are piecewise constant in the parameters)."""
+    return float(concrete(x))
 
 
 def check_choice(value, allowed, what):

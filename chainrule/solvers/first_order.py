@@ -1,0 +1,135 @@
+"""First-order methods on a flat vector x: gradient descent (fixed step or backtracking),
+heavy ball, Nesterov, and proximal gradient / FISTA.
+
+Each builder returns a `Solver`. The iterations are plain NumPy on x and theta, so
+diff="unroll" differentiates through them; line searches and stopping tests look at
+values only (their decisions are piecewise constant in theta). One step of each method,
+for diff="onestep", is a gradient (or proximal gradient) step with the last step size;
+its derivative is -step * ∂θ∇f instead of -H⁻¹ ∂θ∇f, a bias that does not vanish with
+more iterations (Bolte, Pauwels & Vaiter 2023).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import api
+from .common import Solver, SolverInfo, SolverOptionError, value_of
+
+ROUNDING = 1e-13   # relative slack of sufficient-decrease tests for rounding errors
+
+
+def _concrete_fun(fun, theta):
+    plain = api.concrete(theta)
+    return lambda x: value_of(fun(api.concrete(x), plain))
+
+
+def backtracking(fun, x, theta, value, g, step, shrink=0.5, armijo=1e-4, max_halvings=60):
+    """Largest step in {step, step/2, ...} with sufficient decrease along -g (up to the
+    rounding error of the objective)."""
+    f = _concrete_fun(fun, theta)
+    value, slope = value_of(value), value_of(np.sum(g * g))
+    for _ in range(max_halvings):
+        if f(x - step * g) <= value - armijo * step * slope + ROUNDING * abs(value):
+            return step
+        step *= shrink
+    return step
+
+
+def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8):
+    """x <- x - step ∇f(x): fixed step_size, or backtracking (Armijo) when None."""
+    value_and_grad = api.value_and_grad(fun)
+
+    def run(x, theta):
+        step = 1.0 if step_size is None else step_size
+        for k in range(maxiter + 1):
+            value, g = value_and_grad(x, theta)
+            residual = value_of(np.linalg.norm(g))
+            if residual <= tol or k == maxiter:
+                break
+            if step_size is None:
+                step = backtracking(fun, x, theta, value, g, 2 * step)
+            x = x - step * g
+        return x, SolverInfo(k, residual, residual <= tol, step)
+
+    return Solver(run, api.grad(fun), _gradient_step(fun), symmetric=True)
+
+
+def _gradient_step(fun):
+    grad = api.grad(fun)
+    return lambda x, theta, info: x - info.step * grad(x, theta)
+
+
+def momentum(fun, *, step_size, momentum=0.9, nesterov=False, maxiter=1000, tol=1e-8):
+    """Heavy ball, x+ = x - step ∇f(x) + momentum (x - x_prev), or Nesterov's method,
+    y = x + momentum (x - x_prev), x+ = y - step ∇f(y). Both need a fixed step_size;
+    on a quadratic, heavy ball converges for momentum in [0, 1) and step < 2(1+momentum)/L
+    although its iteration matrix can have 2-norm > 1 (the error may grow at first)."""
+    if step_size is None:
+        raise SolverOptionError(
+            f"{'nesterov' if nesterov else 'heavy_ball'} needs a fixed step_size, e.g. "
+            f"1/L for an L-smooth objective (or use method='gd' with a line search)")
+    grad = api.grad(fun)
+
+    def run(x, theta):
+        previous = x
+        for k in range(maxiter + 1):
+            y = x + momentum * (x - previous) if nesterov else x
+            g = grad(y, theta)
+            residual = value_of(np.linalg.norm(g))
+            if residual <= tol or k == maxiter:
+                break
+            heavy_ball_term = 0.0 if nesterov else momentum * (x - previous)
+            previous, x = x, y - step_size * g + heavy_ball_term
+        return y, SolverInfo(k, residual, residual <= tol, step_size)
+
+    return Solver(run, grad, _gradient_step(fun), symmetric=True)
+
+
+def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1000,
+                      tol=1e-8):
+    """min f(x; theta) + g(x; theta[1]), where fun(x, theta) is the smooth part and prox
+    the proximal operator of g, whose parameter is theta[1]:
+    x+ = prox(x - step ∇f(x), theta[1], step). FISTA when accelerated; backtracking on
+    the quadratic upper bound when step_size is None. The residual is the norm of the
+    gradient mapping, |x+ - x| / step; the optimality condition for implicit
+    derivatives is the fixed point x = prox(x - s ∇f(x), s) with s = step_size (1 when
+    backtracking: the fixed points do not depend on s)."""
+    grad = api.grad(fun)
+
+    def prox_step(x, theta, step):
+        return prox(x - step * grad(x, theta), theta[1], step)
+
+    def next_point(y, theta, step):
+        if step_size is not None:
+            return prox_step(y, theta, step), step
+        value, g = api.value_and_grad(fun)(y, theta)
+        f = _concrete_fun(fun, theta)
+        value, step = value_of(value), 2 * step
+        for _ in range(60):
+            x = prox(y - step * g, theta[1], step)
+            d = x - y
+            bound = value + value_of(np.sum(g * d)) + value_of(np.sum(d * d)) / (2 * step)
+            if f(x) <= bound + ROUNDING * abs(value):
+                break
+            step *= 0.5
+        return x, step
+
+    def run(x, theta):
+        step = 1.0 if step_size is None else step_size
+        y, t = x, 1.0
+        for k in range(1, maxiter + 1):
+            x_new, step = next_point(y, theta, step)
+            residual = value_of(np.linalg.norm(x_new - y)) / step
+            if accelerated:
+                t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+                y, t = x_new + ((t - 1) / t_new) * (x_new - x), t_new
+            else:
+                y = x_new
+            x = x_new
+            if residual <= tol:
+                break
+        return x, SolverInfo(k, residual, residual <= tol, step)
+
+    fixed_step = 1.0 if step_size is None else step_size
+    return Solver(run, lambda x, theta: prox_step(x, theta, fixed_step) - x,
+                  lambda x, theta, info: prox_step(x, theta, info.step), symmetric=False)

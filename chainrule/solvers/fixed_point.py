@@ -1,0 +1,50 @@
+"""Fixed-point iteration x <- T(x, theta) on a flat vector, optionally with Anderson
+acceleration; the optimality condition is T(x) - x = 0 and the onestep map is T itself
+(Jacobian-free backpropagation, Fung et al. 2022).
+
+Anderson (type II, memory m) mixes the last m images: x+ = sum_i alpha_i T(x_i), with
+alpha minimizing |sum_i alpha_i (T(x_i) - x_i)| subject to sum alpha = 1 (a small
+regularized linear system, solved with np.linalg.solve so that unrolling traces it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .common import Solver, SolverInfo, value_of
+
+
+def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
+                          tol=1e-8):
+    def run(x, theta):
+        images, residuals = [], []
+        for k in range(maxiter + 1):
+            image = T(x, theta)
+            difference = image - x
+            residual = value_of(np.linalg.norm(difference))
+            if residual <= tol or k == maxiter:
+                break
+            if anderson:
+                images = (images + [image])[-anderson:]
+                residuals = (residuals + [difference])[-anderson:]
+                x = _anderson_mix(images, residuals, regularization)
+            else:
+                x = image
+        return x, SolverInfo(k, residual, residual <= tol)
+
+    return Solver(run, lambda x, theta: T(x, theta) - x,
+                  lambda x, theta, info: T(x, theta), symmetric=False)
+
+
+def _anderson_mix(images, residuals, regularization):
+    m = len(images)
+    if m == 1:
+        return images[0]
+    G = np.stack(residuals)
+    gram = G @ G.T
+    scale = value_of(np.trace(gram)) / m
+    kkt = np.concatenate([
+        np.concatenate([gram + regularization * scale * np.eye(m), np.ones((m, 1))], axis=1),
+        np.concatenate([np.ones((1, m)), np.zeros((1, 1))], axis=1)], axis=0)
+    rhs = np.concatenate([np.zeros(m), np.ones(1)])
+    alpha = np.linalg.solve(kkt, rhs)[:m]
+    return alpha @ np.stack(images)

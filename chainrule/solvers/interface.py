@@ -1,0 +1,155 @@
+"""The user's entry points: minimize, root, fixed_point, douglas_rachford, admm.
+
+Each flattens the unknown (any pytree) into one vector, builds the method's `Solver`,
+and lets `differentiate` apply the `diff` mode:
+
+    w = minimize(f, w0, theta, method="newton", diff="onestep")
+    x = fixed_point(T, x0, theta, diff="implicit", anderson=5)
+    x = root(F, x0, theta, solve="gmres")
+
+Common options: `diff` ("unroll" | "implicit" | "onestep"), `maxiter`, `tol` (on the
+method's own residual), `on_nonconvergence` ("warn" | "raise" | "ignore"),
+`return_info` (also return a SolverInfo), and for implicit derivatives and Newton steps
+the linear solver `solve` ("direct", "cholesky", "cg", "minres", "gmres", "bicgstab",
+"neumann"; default: "direct" up to 200 unknowns, else CG for minimization and GMRES
+otherwise) with `linear_tol`, `linear_maxiter` and the Neumann step `alpha`.
+"""
+from __future__ import annotations
+
+from .common import SolverOptionError, check_choice, ravel_tree
+from .first_order import gradient_descent, momentum, proximal_gradient
+from .fixed_point import fixed_point_iteration
+from .implicit import differentiate, linear_options
+from .newton import lbfgs, newton, newton_root
+from .splitting import admm_map, douglas_rachford_map
+
+MINIMIZE_METHODS = ("gd", "heavy_ball", "nesterov", "newton", "lbfgs", "prox_grad",
+                    "fista")
+DIRECT_SOLVE_UP_TO = 200
+
+
+def _linear(solve, n, symmetric, linear_tol, linear_maxiter, alpha, on_nonconvergence):
+    if solve is None:
+        solve = "direct" if n <= DIRECT_SOLVE_UP_TO else "cg" if symmetric else "gmres"
+    return linear_options(solve, symmetric, linear_tol, linear_maxiter, alpha,
+                          on_nonconvergence)
+
+
+def _run(name, build, user_fn, x0, theta, *, diff, tol, on_nonconvergence, return_info,
+         symmetric, solve, linear_tol, linear_maxiter, alpha, wrap_fn, post=None):
+    """Flattens x0, builds the solver on the flat problem, differentiates, unflattens.
+    build(flat_fn, linear) -> Solver; wrap_fn turns user_fn into its flat version."""
+    flat0, unravel = ravel_tree(x0)
+    linear = _linear(solve, flat0.shape[0], symmetric, linear_tol, linear_maxiter, alpha,
+                     on_nonconvergence)
+    solver = build(wrap_fn(user_fn, unravel), linear)
+    x, info = differentiate(name, solver.run, solver.optimality, solver.step, flat0, theta,
+                            diff=diff, tol=tol, on_nonconvergence=on_nonconvergence,
+                            linear=linear, user_fn=lambda x, th: wrap_fn(user_fn, unravel)(
+                                ravel_tree(x)[0], th))
+    if post is not None:
+        x = post(x, theta)
+    x = unravel(x)
+    return (x, info) if return_info else x
+
+
+def _scalar_fn(fun, unravel):
+    return lambda v, theta: fun(unravel(v), theta)
+
+
+def _vector_fn(fun, unravel):
+    return lambda v, theta: ravel_tree(fun(unravel(v), theta))[0]
+
+
+def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
+             line_search=True, momentum_weight=0.9, prox=None, prox_theta=None, memory=10,
+             maxiter=None, tol=1e-8, solve=None, linear_tol=1e-8, linear_maxiter=1000,
+             alpha=1.0, on_nonconvergence="warn", return_info=False):
+    """argmin_w fun(w, theta), differentiable in theta (and in prox_theta).
+
+    method: "gd" (fixed step_size, or backtracking when step_size is None), "heavy_ball"
+    and "nesterov" (fixed step_size, momentum_weight), "newton" (line_search on/off),
+    "lbfgs" (memory), "prox_grad" / "fista" (minimize fun + g with prox the proximal
+    operator of g, e.g. chainrule.solvers.prox.l1, and prox_theta its parameter)."""
+    check_choice(method, MINIMIZE_METHODS, "method")
+    proximal = method in ("prox_grad", "fista")
+    if proximal != (prox is not None):
+        raise SolverOptionError(
+            f"method={method!r} " + ("needs prox=, the proximal operator of the "
+                                     "nonsmooth term (see chainrule.solvers.prox)"
+                                     if proximal else "takes no prox; use method="
+                                     "'prox_grad' or 'fista' for a nonsmooth term"))
+    budget = dict(tol=tol) if maxiter is None else dict(tol=tol, maxiter=maxiter)
+
+    def build(flat_fun, linear):
+        if method == "gd":
+            return gradient_descent(flat_fun, step_size=step_size, **budget)
+        if method in ("heavy_ball", "nesterov"):
+            return momentum(flat_fun, step_size=step_size, momentum=momentum_weight,
+                            nesterov=method == "nesterov", **budget)
+        if method == "newton":
+            return newton(flat_fun, line_search=line_search, linear=linear, **budget)
+        if method == "lbfgs":
+            return lbfgs(flat_fun, linear=linear, memory=memory, **budget)
+        return proximal_gradient(flat_fun, prox, step_size=step_size,
+                                 accelerated=method == "fista", **budget)
+
+    if proximal:
+        user_fn = lambda w, th: fun(w, th[0])
+        theta = (theta, prox_theta)
+    else:
+        user_fn = fun
+    return _run(f"minimize(method={method!r})", build, user_fn, w0, theta, diff=diff,
+                tol=tol, on_nonconvergence=on_nonconvergence, return_info=return_info,
+                symmetric=not proximal, solve=solve, linear_tol=linear_tol,
+                linear_maxiter=linear_maxiter, alpha=alpha, wrap_fn=_scalar_fn)
+
+
+def fixed_point(T, x0, theta=(), *, diff="implicit", anderson=0, maxiter=1000, tol=1e-8,
+                solve=None, linear_tol=1e-8, linear_maxiter=1000, alpha=1.0,
+                on_nonconvergence="warn", return_info=False):
+    """x with x = T(x, theta), by iteration (with Anderson acceleration of memory
+    `anderson` when > 0); differentiable in theta."""
+    return _run("fixed_point", lambda flat_T, linear: fixed_point_iteration(
+        flat_T, anderson=anderson, maxiter=maxiter, tol=tol), T, x0, theta, diff=diff,
+        tol=tol, on_nonconvergence=on_nonconvergence, return_info=return_info,
+        symmetric=False, solve=solve, linear_tol=linear_tol, linear_maxiter=linear_maxiter,
+        alpha=alpha, wrap_fn=_vector_fn)
+
+
+def root(F, x0, theta=(), *, diff="implicit", maxiter=50, tol=1e-8, solve=None,
+         linear_tol=1e-8, linear_maxiter=1000, alpha=1.0, on_nonconvergence="warn",
+         return_info=False):
+    """x with F(x, theta) = 0 by Newton's method (directions by `solve`); differentiable
+    in theta."""
+    return _run("root", lambda flat_F, linear: newton_root(
+        flat_F, linear=linear, maxiter=maxiter, tol=tol), F, x0, theta, diff=diff, tol=tol,
+        on_nonconvergence=on_nonconvergence, return_info=return_info, symmetric=False,
+        solve=solve, linear_tol=linear_tol, linear_maxiter=linear_maxiter, alpha=alpha,
+        wrap_fn=_vector_fn)
+
+
+def _splitting(name, make_map, prox_f, prox_g, x0, theta_f, theta_g, step_size, state0,
+               **options):
+    T, solution = make_map(prox_f, prox_g, step_size)
+    options.setdefault("solve", None)
+    x = fixed_point(T, state0, (theta_f, theta_g), **options)
+    x, info = x if options.get("return_info") else (x, None)
+    x = solution(x, (theta_f, theta_g))
+    return (x, info) if options.get("return_info") else x
+
+
+def douglas_rachford(prox_f, prox_g, x0, theta_f=None, theta_g=None, *, step_size=1.0,
+                     **options):
+    """argmin_x f(x; theta_f) + g(x; theta_g) by Douglas-Rachford splitting from the
+    proximal operators of f and g (1-D x); options as for fixed_point."""
+    return _splitting("douglas_rachford", douglas_rachford_map, prox_f, prox_g, x0,
+                      theta_f, theta_g, step_size, x0, **options)
+
+
+def admm(prox_f, prox_g, x0, theta_f=None, theta_g=None, *, step_size=1.0, **options):
+    """argmin_x f(x; theta_f) + g(x; theta_g) by ADMM on x = y (step_size = 1/rho) from
+    the proximal operators of f and g (1-D x); options as for fixed_point."""
+    import numpy as np
+    return _splitting("admm", admm_map, prox_f, prox_g, x0, theta_f, theta_g, step_size,
+                      np.concatenate([x0, np.zeros_like(x0)]), **options)

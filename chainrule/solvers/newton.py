@@ -1,0 +1,153 @@
+"""Newton-type methods on a flat vector x: Newton for minimization (with or without
+line search), L-BFGS, and Newton for roots of F(x, theta) = 0.
+
+Newton directions are `linear_solve` equations whose matrix is applied matrix-free
+(Hessian-vector products, or JVPs of F), so an unrolled Newton iteration is
+differentiable too, and one Newton step is the natural "onestep" map: at the solution
+∂ₓ(step) = 0, so its derivative is exact up to O(|x_prev - x*|). A damped step
+(line search with step < 1) loses this: ∂ₓ(step) = (1 - step) I.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import api
+from ..core.pytree import tree_flatten, tree_unflatten
+from .common import Solver, SolverInfo, value_of
+from .first_order import ROUNDING, _concrete_fun
+from .linear import solve_flat
+
+
+class _Operator:
+    """matvec(operands, v) for linear_solve: operands = [x, *theta leaves]; `apply`
+    gives the product from (x, theta, v)."""
+
+    def __init__(self, apply, theta):
+        self.apply = apply
+        self.theta_tree = tree_flatten(theta)[1]
+        self.__name__ = apply.__name__
+
+    def operands(self, x, theta):
+        return [x] + tree_flatten(theta)[0]
+
+    def __call__(self, operands, v):
+        return self.apply(operands[0], tree_unflatten(self.theta_tree, operands[1:]), v)
+
+
+def hessian_vector_product(fun):
+    grad = api.grad(fun)
+
+    def hvp(x, theta, v):
+        return api.jvp(lambda z: grad(z, theta), (x,), (v,))[1]
+    return hvp
+
+
+def _newton_direction(apply, x, theta, rhs, linear):
+    op = _Operator(apply, theta)
+    return solve_flat(op, rhs, op.operands(x, theta), linear)
+
+
+def _line_search(f, x, value, slope, direction, shrink=0.5, armijo=1e-4):
+    step = 1.0
+    for _ in range(60):
+        if f(x + step * direction) <= value + armijo * step * slope + ROUNDING * abs(value):
+            break
+        step *= shrink
+    return step
+
+
+def newton(fun, *, line_search=True, linear, maxiter=50, tol=1e-8):
+    """x <- x - step H⁻¹ ∇f, step = 1 or from Armijo backtracking."""
+    value_and_grad = api.value_and_grad(fun)
+    hvp = hessian_vector_product(fun)
+
+    def run(x, theta):
+        step = 1.0
+        for k in range(maxiter + 1):
+            value, g = value_and_grad(x, theta)
+            residual = value_of(np.linalg.norm(g))
+            if residual <= tol or k == maxiter:
+                break
+            direction = -_newton_direction(hvp, x, theta, g, linear)
+            if line_search:
+                step = _line_search(_concrete_fun(fun, theta), api.concrete(x),
+                                    value_of(value), value_of(np.sum(g * direction)),
+                                    api.concrete(direction))
+            x = x + step * direction
+        return x, SolverInfo(k, residual, residual <= tol, step)
+
+    def newton_step(x, theta, info):
+        return x - info.step * _newton_direction(hvp, x, theta, api.grad(fun)(x, theta),
+                                                 linear)
+
+    return Solver(run, api.grad(fun), newton_step, symmetric=True)
+
+
+def lbfgs(fun, *, linear, memory=10, maxiter=500, tol=1e-8):
+    """Limited-memory BFGS with Armijo backtracking. Its onestep map is one Newton step
+    (the curvature pairs only approximate the Hessian, whose inverse the one-step
+    derivative needs)."""
+    value_and_grad = api.value_and_grad(fun)
+    newton_solver = newton(fun, line_search=False, linear=linear)
+
+    def run(x, theta):
+        pairs = []
+        step = 1.0
+        value, g = value_and_grad(x, theta)
+        f = _concrete_fun(fun, theta)
+        for k in range(maxiter + 1):
+            residual = value_of(np.linalg.norm(g))
+            if residual <= tol or k == maxiter:
+                break
+            direction = -_two_loop(g, pairs)
+            if not pairs:
+                direction = direction / max(residual, 1.0)
+            step = _line_search(f, api.concrete(x), value_of(value),
+                                value_of(np.sum(g * direction)), api.concrete(direction))
+            x_new = x + step * direction
+            value_new, g_new = value_and_grad(x_new, theta)
+            s, y = x_new - x, g_new - g
+            if value_of(np.sum(s * y)) > 1e-12:
+                pairs = (pairs + [(s, y, 1.0 / np.sum(s * y))])[-memory:]
+            x, value, g = x_new, value_new, g_new
+        return x, SolverInfo(k, residual, residual <= tol, step)
+
+    return Solver(run, api.grad(fun), lambda x, theta, info: newton_solver.step(
+        x, theta, info._replace(step=1.0)), symmetric=True)
+
+
+def _two_loop(g, pairs):
+    """The L-BFGS approximation of H⁻¹ g from the curvature pairs (s, y, 1/<s, y>)."""
+    q, alphas = g, []
+    for s, y, rho in reversed(pairs):
+        alpha = rho * np.sum(s * q)
+        alphas.append(alpha)
+        q = q - alpha * y
+    if pairs:
+        s, y, _ = pairs[-1]
+        q = q * (np.sum(s * y) / np.sum(y * y))
+    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
+        q = q + s * (alpha - rho * np.sum(y * q))
+    return q
+
+
+def newton_root(fun, *, linear, maxiter=50, tol=1e-8):
+    """Newton's method for F(x, theta) = 0: x <- x - J⁻¹ F, J applied by JVPs of F."""
+    def jacobian_vector_product(x, theta, v):
+        return api.jvp(lambda z: fun(z, theta), (x,), (v,))[1]
+
+    def run(x, theta):
+        for k in range(maxiter + 1):
+            residual_vector = fun(x, theta)
+            residual = value_of(np.linalg.norm(residual_vector))
+            if residual <= tol or k == maxiter:
+                break
+            x = x - _newton_direction(jacobian_vector_product, x, theta, residual_vector,
+                                      linear)
+        return x, SolverInfo(k, residual, residual <= tol)
+
+    def newton_step(x, theta, info):
+        return x - _newton_direction(jacobian_vector_product, x, theta, fun(x, theta),
+                                     linear)
+
+    return Solver(run, fun, newton_step, symmetric=False)
