@@ -307,15 +307,18 @@ def g_args(rng, batch=()):
 class Task:
     fun: object
     make_args: object          # (rng, batch=()) -> tuple of arrays
+    published: tuple = None    # (vertices, forward, reverse, Markowitz, AlphaGrad)
 
     def args(self, rng, batch=()):
         return self.make_args(rng, batch)
 
 
 TASKS = {
-    "RoeFlux_1d": Task(roe_flux_1d, roe_flux_1d_args),
-    "RobotArm_6DOF": Task(robot_arm_6dof, robot_arm_6dof_args),
-    "HumanHeartDipole": Task(human_heart_dipole, human_heart_dipole_args),
-    "PropaneCombustion": Task(propane_combustion, propane_combustion_args),
-    "g": Task(g, g_args),
+    "RoeFlux_1d": Task(roe_flux_1d, roe_flux_1d_args, (101, 620, 364, 407, 320)),
+    "RobotArm_6DOF": Task(robot_arm_6dof, robot_arm_6dof_args, (114, 397, 301, 288, 231)),
+    "HumanHeartDipole": Task(human_heart_dipole, human_heart_dipole_args,
+                             (86, 240, 172, 194, 148)),
+    "PropaneCombustion": Task(propane_combustion, propane_combustion_args,
+                              (62, 151, 90, 111, 88)),
+    "g": Task(g, g_args, (105, 632, 566, 451, 417)),
 }

@@ -47,72 +47,92 @@ class Topology:
                 if n not in outs]
 
 
+def _bits(mask):
+    """The node ids in a bit mask, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
 class Elimination:
-    """The graph while an order is applied, counting multiplications."""
+    """The graph while an order is applied, counting multiplications. Neighbour sets
+    are bit masks (cheap to copy, so searches can branch); blocks are tracked only when
+    the cost depends on them (vertices of more than one scalar, or free constants)."""
 
     def __init__(self, topo: Topology, free_constants: bool = False):
         self.topo = topo
         self.free_constants = free_constants
         self.scalar = topo.is_scalar and not free_constants
         n = len(topo.sizes)
-        self.preds = [set() for _ in range(n)]
-        self.succs = [set() for _ in range(n)]
+        self.preds = [0] * n
+        self.succs = [0] * n
         for (i, k) in topo.edges:
-            self.preds[k].add(i)
-            self.succs[i].add(k)
+            self.preds[k] |= 1 << i
+            self.succs[i] |= 1 << k
         self.edges = None if self.scalar else dict(topo.edges)
         self.cost = 0
 
     def copy(self) -> "Elimination":
         new = Elimination.__new__(Elimination)
         new.topo, new.free_constants, new.scalar = self.topo, self.free_constants, self.scalar
-        new.preds = [set(p) for p in self.preds]
-        new.succs = [set(s) for s in self.succs]
+        new.preds, new.succs = list(self.preds), list(self.succs)
         new.edges = None if self.edges is None else dict(self.edges)
         new.cost = self.cost
         return new
 
     def price(self, node: int) -> int:
         """Multiplications that eliminating `node` would cost now."""
-        preds, succs = self.preds[node], self.succs[node]
         if self.scalar:
-            return len(preds) * len(succs)
+            return self.preds[node].bit_count() * self.succs[node].bit_count()
         e = self.edges
         return sum(product_cost(e[node, k], e[i, node], self.free_constants)
-                   for i in preds for k in succs)
+                   for i in _bits(self.preds[node]) for k in _bits(self.succs[node]))
 
     def eliminate(self, node: int, keep: bool = False) -> int:
         """Eliminates `node` (with keep=True its own edges stay: folding an output)."""
-        preds, succs = self.preds[node], self.succs[node]
         cost = self.price(node)
+        pmask, smask, bit = self.preds[node], self.succs[node], 1 << node
         e = self.edges
-        for k in succs:
+        if e is None and not keep:
+            self._eliminate_scalar(node, pmask, smask, ~bit)
+            self.cost += cost
+            return cost
+        for k in _bits(smask):
             if e is not None:
-                after = e[node, k]
-                for i in preds:
+                after = e.pop((node, k))
+                for i in _bits(pmask):
                     e[i, k] = union(e.get((i, k)), product(after, e[i, node]))
-            self.preds[k].update(preds)
-            if not keep:
-                self.preds[k].discard(node)
-        for i in preds:
-            self.succs[i].update(succs)
-            if not keep:
-                self.succs[i].discard(node)
-        if keep:
-            for k in list(succs):
-                self.preds[k].discard(node)
+            self.preds[k] = (self.preds[k] | pmask) & ~bit
+        self.succs[node] = 0
+        if not keep:
+            for i in _bits(pmask):
+                self.succs[i] = (self.succs[i] | smask) & ~bit
                 if e is not None:
-                    del e[node, k]
-            self.succs[node] = set()
-        else:
-            if e is not None:
-                for i in preds:
                     del e[i, node]
-                for k in succs:
-                    del e[node, k]
-            self.preds[node], self.succs[node] = set(), set()
+            self.preds[node] = 0
+        else:
+            for i in _bits(pmask):
+                self.succs[i] |= smask
         self.cost += cost
         return cost
+
+    def _eliminate_scalar(self, node, pmask, smask, keep_mask):
+        """The same update without blocks, written out: the inner loop of searches."""
+        preds, succs = self.preds, self.succs
+        m = smask
+        while m:
+            low = m & -m
+            k = low.bit_length() - 1
+            m ^= low
+            preds[k] = (preds[k] | pmask) & keep_mask
+        m = pmask
+        while m:
+            low = m & -m
+            i = low.bit_length() - 1
+            m ^= low
+            succs[i] = (succs[i] | smask) & keep_mask
+        preds[node] = succs[node] = 0
 
     def finish(self) -> int:
         """Folds the outputs that feed other vertices; returns the total cost."""

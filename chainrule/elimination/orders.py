@@ -103,38 +103,101 @@ def beam(topo: Topology, free_constants=False, width=8, branch=4, budget_s=None,
 
 def anneal(topo: Topology, free_constants=False, budget_s=5.0, seed=0, start=None,
            progress=False, **_) -> list:
-    """Simulated annealing over orders: move one vertex to another place, accept a
-    worse order with probability exp(-increase / temperature), temperature falling
-    geometrically over the time budget. Starts from `start` or the best classical order."""
+    """Simulated annealing over orders: move one vertex to another place (mostly
+    nearby), accept a worse order with probability exp(-increase / temperature), the
+    temperature falling geometrically over the time budget. Starts from `start` or the
+    best classical order.
+
+    A move only permutes a window of the order, and the graph left after eliminating a
+    set of vertices does not depend on the order they went in; so only the window is
+    re-priced, from a snapshot of the graph taken at most SNAPSHOT steps before it."""
     rng = random.Random(seed)
-    current = list(start) if start is not None else best_classical(topo, free_constants)
-    cost = order_cost(topo, current, free_constants)
-    best, best_cost = list(current), cost
+    order = list(start) if start is not None else best_classical(topo, free_constants)
+    walk = _Walk(topo, free_constants, order)
+    best, best_cost = list(order), walk.total()
     t0 = time.perf_counter()
-    temp_hi, temp_lo = max(1.0, 0.02 * cost), 0.05
-    n, steps = len(current), 0
+    temp_hi, temp_lo = max(1.0, 0.01 * best_cost), 0.05
+    n, steps = len(order), 0
     bar = Progress(budget_s) if progress else None
     while n > 1:
-        elapsed = time.perf_counter() - t0
-        if elapsed > budget_s:
-            break
-        temp = temp_hi * (temp_lo / temp_hi) ** (elapsed / budget_s)
-        a, b = rng.randrange(n), rng.randrange(n)
+        if steps % 64 == 0:
+            elapsed = time.perf_counter() - t0
+            if elapsed > budget_s:
+                break
+            temp = temp_hi * (temp_lo / temp_hi) ** (elapsed / budget_s)
+            if bar is not None and steps % 4096 == 0:
+                bar.update(elapsed, best_cost)
+        steps += 1
+        a = rng.randrange(n)
+        b = rng.randrange(n) if rng.random() < 0.1 else \
+            min(n - 1, max(0, a + rng.randint(-12, 12)))
         if a == b:
             continue
-        trial = list(current)
-        trial.insert(b, trial.pop(a))
-        trial_cost = order_cost(topo, trial, free_constants)
-        if trial_cost <= cost or rng.random() < math.exp((cost - trial_cost) / temp):
-            current, cost = trial, trial_cost
-            if cost < best_cost:
-                best, best_cost = list(current), cost
-        steps += 1
-        if bar is not None and steps % 200 == 0:
-            bar.update(elapsed, best_cost)
+        delta = walk.try_move(a, b)
+        if delta <= 0 or rng.random() < math.exp(-delta / temp):
+            walk.accept()
+            if walk.total() < best_cost:
+                best, best_cost = walk.order_vertices(), walk.total()
     if bar is not None:
         bar.close(best_cost)
-    return best
+    start_order = list(start) if start is not None else order
+    return min([best, start_order], key=lambda o: order_cost(topo, o, free_constants))
+
+
+class _Walk:
+    """An order with per-step costs and graph snapshots, for cheap local moves."""
+    SNAPSHOT = 8
+
+    def __init__(self, topo, free_constants, order):
+        self.topo = topo
+        self.nodes = [topo.node(v) for v in order]
+        self.costs = [0] * len(order)
+        self.snaps = []
+        self.final = 0
+        self._replay(0, Elimination(topo, free_constants))
+        self.pending = None
+
+    def _replay(self, pos, state):
+        """Recomputes step costs and snapshots from `pos` (a snapshot boundary)."""
+        del self.snaps[pos // self.SNAPSHOT:]
+        for p in range(pos, len(self.nodes)):
+            if p % self.SNAPSHOT == 0:
+                self.snaps.append(state.copy())
+            self.costs[p] = state.eliminate(self.nodes[p])
+        before = state.cost
+        self.final = state.finish() - before
+
+    def total(self):
+        return sum(self.costs) + self.final
+
+    def order_vertices(self):
+        return [self.topo.vertex(n) for n in self.nodes]
+
+    def try_move(self, a, b):
+        lo, hi = min(a, b), max(a, b)
+        window = self.nodes[lo:hi + 1]
+        window = window[1:] + window[:1] if a < b else window[-1:] + window[:-1]
+        base = lo - lo % self.SNAPSHOT
+        state = self.snaps[base // self.SNAPSHOT].copy()
+        for p in range(base, lo):
+            state.eliminate(self.nodes[p])
+        new_costs = [state.eliminate(n) for n in window]
+        self.pending = (lo, hi, window, new_costs, base, state)
+        return sum(new_costs) - sum(self.costs[lo:hi + 1])
+
+    def accept(self):
+        lo, hi, window, new_costs, base, _ = self.pending
+        self.nodes[lo:hi + 1] = window
+        self.costs[lo:hi + 1] = new_costs
+        first = base // self.SNAPSHOT + 1
+        last = hi // self.SNAPSHOT
+        if first <= last:
+            state = self.snaps[base // self.SNAPSHOT].copy()
+            for p in range(base, last * self.SNAPSHOT):
+                if p % self.SNAPSHOT == 0 and p > base:
+                    self.snaps[p // self.SNAPSHOT] = state.copy()
+                state.eliminate(self.nodes[p])
+            self.snaps[last] = state
 
 
 def exact(topo: Topology, free_constants=False, **_) -> list:

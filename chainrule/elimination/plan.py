@@ -111,8 +111,8 @@ class Plan:
                   "signature": [[list(a.shape), str(a.dtype)] for a in self._avals],
                   **meta}
         with open(path, "w") as fh:
-            json.dump(record, fh, indent=1)
-            fh.write("\n")
+            fh.write("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}"
+                                        for k, v in record.items()) + "\n}\n")
 
 
 def load_order(path) -> dict:
