@@ -99,7 +99,7 @@ class Trace:
         else:
             values = self.values
             ins = [a.value if type(a) is Literal else values[a] for a in atoms]
-            if any(type(v) is Tracer for v in ins):
+            if any(isinstance(v, Tracer) for v in ins):
                 out = prim.bind(*ins, **params)
             else:
                 out = prim.impl(*ins, **params)
@@ -222,6 +222,19 @@ def _handler(key, name):
 def _np_name(func) -> str:
     module = getattr(func, "__module__", None) or "numpy"
     return f"{module.replace('numpy.', 'np.').replace('numpy', 'np')}.{func.__name__}"
+
+
+def _unary_op(ufunc):
+    name = f"np.{ufunc.__name__}"
+    return lambda self: (handlers.get(ufunc) or _handler(ufunc, name))(self)
+
+
+def _binary_op(ufunc, reflected=False):
+    """The operator as NumPy would dispatch it to the tracer, without NumPy's detour."""
+    name = f"np.{ufunc.__name__}"
+    if reflected:
+        return lambda self, other: (handlers.get(ufunc) or _handler(ufunc, name))(other, self)
+    return lambda self, other: (handlers.get(ufunc) or _handler(ufunc, name))(self, other)
 
 
 class Tracer:
@@ -413,38 +426,30 @@ class Tracer:
     def take(self, indices, axis=None): return np.take(self, indices, axis)
     def sort(self, *a, **k): raise TypeError("use np.sort(x): in-place sort is not traced")
 
-    # ---- Python operators go through NumPy's ufuncs, hence through the handlers
-    def __neg__(self): return np.negative(self)
-    def __pos__(self): return self
-    def __abs__(self): return np.abs(self)
-    def __invert__(self): return np.invert(self)
-    def __add__(self, o): return np.add(self, o)
-    def __radd__(self, o): return np.add(o, self)
-    def __sub__(self, o): return np.subtract(self, o)
-    def __rsub__(self, o): return np.subtract(o, self)
-    def __mul__(self, o): return np.multiply(self, o)
-    def __rmul__(self, o): return np.multiply(o, self)
-    def __truediv__(self, o): return np.true_divide(self, o)
-    def __rtruediv__(self, o): return np.true_divide(o, self)
-    def __floordiv__(self, o): return np.floor_divide(self, o)
-    def __rfloordiv__(self, o): return np.floor_divide(o, self)
-    def __mod__(self, o): return np.mod(self, o)
-    def __rmod__(self, o): return np.mod(o, self)
-    def __pow__(self, o): return np.power(self, o)
-    def __rpow__(self, o): return np.power(o, self)
-    def __matmul__(self, o): return np.matmul(self, o)
-    def __rmatmul__(self, o): return np.matmul(o, self)
-    def __lt__(self, o): return np.less(self, o)
-    def __le__(self, o): return np.less_equal(self, o)
-    def __gt__(self, o): return np.greater(self, o)
-    def __ge__(self, o): return np.greater_equal(self, o)
-    def __eq__(self, o): return np.equal(self, o)
-    def __ne__(self, o): return np.not_equal(self, o)
-    def __and__(self, o): return np.logical_and(self, o)
-    def __rand__(self, o): return np.logical_and(o, self)
-    def __or__(self, o): return np.logical_or(self, o)
-    def __ror__(self, o): return np.logical_or(o, self)
-    def __xor__(self, o): return np.logical_xor(self, o)
+    # ---- Python operators call the handler NumPy's dispatch would reach, directly
+    __neg__ = _unary_op(np.negative)
+    __abs__ = _unary_op(np.abs)
+    __invert__ = _unary_op(np.invert)
+    __add__, __radd__ = _binary_op(np.add), _binary_op(np.add, reflected=True)
+    __sub__, __rsub__ = _binary_op(np.subtract), _binary_op(np.subtract, reflected=True)
+    __mul__, __rmul__ = _binary_op(np.multiply), _binary_op(np.multiply, reflected=True)
+    __truediv__ = _binary_op(np.true_divide)
+    __rtruediv__ = _binary_op(np.true_divide, reflected=True)
+    __floordiv__ = _binary_op(np.floor_divide)
+    __rfloordiv__ = _binary_op(np.floor_divide, reflected=True)
+    __mod__, __rmod__ = _binary_op(np.remainder), _binary_op(np.remainder, reflected=True)
+    __pow__, __rpow__ = _binary_op(np.power), _binary_op(np.power, reflected=True)
+    __matmul__ = _binary_op(np.matmul)
+    __rmatmul__ = _binary_op(np.matmul, reflected=True)
+    __lt__, __le__ = _binary_op(np.less), _binary_op(np.less_equal)
+    __gt__, __ge__ = _binary_op(np.greater), _binary_op(np.greater_equal)
+    __eq__, __ne__ = _binary_op(np.equal), _binary_op(np.not_equal)
+    __and__, __rand__ = _binary_op(np.logical_and), _binary_op(np.logical_and, reflected=True)
+    __or__, __ror__ = _binary_op(np.logical_or), _binary_op(np.logical_or, reflected=True)
+    __xor__ = _binary_op(np.logical_xor)
+
+    def __pos__(self):
+        return self
 
     def __iadd__(self, o): self._assign(self + o); return self
     def __isub__(self, o): self._assign(self - o); return self
