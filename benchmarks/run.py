@@ -10,6 +10,7 @@ raised by a variant, makes its row n/a with the reason.
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -85,6 +86,13 @@ def _progress(result):
         )
 
 
+def _load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="comma-separated workloads, e.g. W1,W3 (default: all)")
@@ -108,6 +116,13 @@ def _parse(argv):
 def main(argv=None):
     args, keys, frameworks = _parse(sys.argv[1:] if argv is None else argv)
     config = TimingConfig.quick() if args.quick else TimingConfig()
+    load_before = _load_average()
+    if load_before is not None and load_before > 0.5 * (os.cpu_count() or 1):
+        print(
+            f"WARNING: load average {load_before:.1f} on {os.cpu_count()} cores: "
+            "other work on this machine will distort the timings",
+            file=sys.stderr,
+        )
     results = []
     for key in keys:
         workload = WORKLOADS[key]
@@ -128,7 +143,7 @@ def main(argv=None):
                 return 1
 
     command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
-    extra = []
+    extra = [("load average (1 min) at start / end", f"{load_before} / {_load_average()}")]
     if "torch" in sys.modules:
         extra.append(("PyTorch threads", str(sys.modules["torch"].get_num_threads())))
     if "jax" in sys.modules:
