@@ -25,12 +25,19 @@ from .shape import broadcast_to, reshape
 
 @lru_cache(maxsize=4096)
 def _plan(spec, a_shape, b_shape):
+    """How to run a spec as one (batched) matrix product. Specs of at most 2-D operands
+    with one summed index and no batch index (matmul, matvec, dot, inner) become a
+    single `@` of transposed views."""
     a_idx, b_idx, out_idx = spec
     size = dict(zip(a_idx, a_shape)) | dict(zip(b_idx, b_shape))
     batch = [i for i in out_idx if i in a_idx and i in b_idx]
     free_a = [i for i in out_idx if i in a_idx and i not in b_idx]
     free_b = [i for i in out_idx if i in b_idx and i not in a_idx]
     summed = [i for i in a_idx if i in b_idx and i not in out_idx]
+    if not batch and len(summed) == 1 and len(free_a) <= 1 and len(free_b) <= 1:
+        perm_a = tuple(a_idx.index(i) for i in free_a + summed)
+        perm_b = tuple(b_idx.index(i) for i in summed + free_b)
+        return ("matmul", perm_a, perm_b, list(out_idx) != free_a + free_b)
     perm_a = tuple(a_idx.index(i) for i in batch + free_a + summed)
     perm_b = tuple(b_idx.index(i) for i in batch + summed + free_b)
     n = lambda idx: int(np.prod([size[i] for i in idx], dtype=np.int64))
@@ -39,12 +46,17 @@ def _plan(spec, a_shape, b_shape):
     mid = batch + free_a + free_b
     perm_out = tuple(mid.index(i) for i in out_idx)
     out_shape = tuple(size[i] for i in out_idx)
-    return perm_a, shape_a, perm_b, shape_b, tuple(size[i] for i in mid), perm_out, out_shape
+    return ("batched", perm_a, shape_a, perm_b, shape_b, tuple(size[i] for i in mid),
+            perm_out, out_shape)
 
 
 def _contract_impl(a, b, spec):
-    perm_a, shape_a, perm_b, shape_b, mid_shape, perm_out, out_shape = \
-        _plan(spec, np.shape(a), np.shape(b))
+    plan = _plan(spec, np.shape(a), np.shape(b))
+    if plan[0] == "matmul":
+        _, perm_a, perm_b, swap = plan
+        out = np.transpose(a, perm_a) @ np.transpose(b, perm_b)
+        return out.T if swap else out
+    _, perm_a, shape_a, perm_b, shape_b, mid_shape, perm_out, out_shape = plan
     am = np.transpose(a, perm_a).reshape(shape_a)
     bm = np.transpose(b, perm_b).reshape(shape_b)
     out = (am[0] @ bm[0])[None] if shape_a[0] == 1 else am @ bm
