@@ -58,6 +58,15 @@ def moderate(rng, shape):
     return rng.uniform(-1.2, 1.2, shape)
 
 
+def some_negative(rng, shape):
+    """Positive, except some entries that are negative (never the first of a row)."""
+    x = positive(rng, shape)
+    flip = rng.random(shape) < 0.3
+    if len(shape):
+        flip[..., 0] = False
+    return np.where(flip, -x, x)
+
+
 def distinct(offset=0.0):
     """Values at least 0.25 apart from each other and from the values of another
     `distinct` domain with an offset of 0.125 (no ties within or across arrays)."""
@@ -502,7 +511,79 @@ SPECS = [Spec(name, fn, one(domain)) for name, (fn, domain) in UNARY.items()] + 
     Spec("linalg.svd", lambda a: _sign_fixed_svd(a), lambda d: (
         (d.array(d.shape(max_rank=1) + (d.int(1, 3), d.int(1, 3)), distinct()),), {})),
     Spec("linalg.norm", np.linalg.norm, norm_case),
+    Spec("linalg.vector_norm", np.linalg.vector_norm, lambda d: (
+        (x := d.array(d.shape(min_rank=1), nonzero),),
+        dict(axis=d.axis(x.ndim), keepdims=d.flag(), ord=d.pick([2, 1, 3, np.inf])))),
+    Spec("linalg.matrix_norm", np.linalg.matrix_norm, lambda d: (
+        (d.array(d.shape(min_rank=2, min_dim=2), distinct()),),
+        dict(keepdims=d.flag(), ord=d.pick(["fro", "nuc", 1, np.inf, 2])))),
+    Spec("linalg.matrix_power", lambda a, n: np.linalg.matrix_power(spd(a), n), lambda d: (
+        (d.array(square_stack(d)),), dict(n=d.int(-2, 3)))),
+    Spec("linalg.multi_dot", lambda *xs: np.linalg.multi_dot(xs), lambda d: (
+        (d.array((2, 3)), d.array((3, 1)), d.array((1, 2))), {})),
+    Spec("linalg.eigvalsh and svdvals", lambda a: np.linalg.eigvalsh(a + np.swapaxes(a, -1, -2))
+         + np.linalg.svdvals(a), lambda d: ((d.array(square_stack(d), distinct()),), {})),
+    Spec("array-API names in linalg", lambda a, b: np.linalg.trace(np.linalg.matmul(
+        a, np.linalg.matrix_transpose(b))) + np.sum(np.linalg.diagonal(a)) +
+        np.sum(np.linalg.outer(a[0], b[0])) + np.sum(np.linalg.tensordot(a, b))
+        + np.sum(np.linalg.vecdot(a, b)) + np.sum(np.vecdot(a, b)), lambda d: (
+        (d.array(s := (d.int(1, 3), d.int(1, 3))), d.array(s)), {})),
+    Spec("cross", lambda a, b: np.cross(a, b) + np.sum(np.linalg.cross(a, b)), lambda d: (
+        (d.array(d.broadcastable(s := d.shape(max_rank=2)) + (3,)),
+         d.array(d.broadcastable(s) + (3,))), {})),
+    # composed functions
+    Spec("fabs", np.fabs, one(nonzero)),
+    Spec("float_power", np.float_power, elementwise(positive, real)),
+    Spec("copysign", np.copysign, elementwise(nonzero, nonzero)),
+    Spec("heaviside", lambda x, h: np.heaviside(x, h) * x, elementwise(nonzero, real)),
+    Spec("sinc", np.sinc, one(lambda r, s: np.where(r.random(s) < 0.3, r.uniform(-1e-4, 1e-4, s),
+                                                      off_integers(r, s)))),
+    Spec("nan_to_num", lambda x: np.nan_to_num(_with_nans(x), posinf=3.0),
+         one(off_integers)),
+    Spec("select", lambda x: np.select([x > 1, x < 0], [x ** 2, np.sin(x)], 0.5 * x),
+         one(off_integers)),
+    Spec("diff", np.diff, lambda d: (
+        (x := d.array(d.shape(min_rank=1, max_dim=4)),),
+        dict(n=d.int(1, 2), axis=d.int(-x.ndim, x.ndim - 1),
+             **d.pick([{}, dict(prepend=0.5), dict(append=x)])))),
+    Spec("ptp", np.ptp, reduction(distinct())),
+    Spec("kron", np.kron, lambda d: ((d.array(d.shape(max_rank=2)),
+                                      d.array(d.shape(max_rank=2))), {})),
+    Spec("trapezoid", np.trapezoid, lambda d: (
+        (y := d.array(d.shape(min_rank=1, min_dim=2)),),
+        d.pick([{}, dict(dx=0.5), dict(x=np.sort(d.array(y.shape[-1:])))]))),
+    Spec("median", np.median, reduction(distinct())),
+    Spec("quantile", np.quantile, lambda d: (
+        (x := d.array(d.shape(min_rank=1), distinct()),),
+        dict(q=d.pick([0.3, np.array([0.1, 0.75])]), axis=d.axis(x.ndim),
+             keepdims=d.flag()))),
+    Spec("percentile", np.percentile, lambda d: (
+        (d.array(d.shape(min_rank=1), distinct()),), dict(q=35.0))),
+    Spec("nansum, nanmean, nanprod", lambda x: np.nansum(_nans(x)) +
+         np.nanmean(_nans(x), axis=-1) * np.nanprod(_nans(x), axis=-1),
+         one(some_negative, min_rank=1)),
+    Spec("nanmax, nanmin", lambda x: np.nanmax(_nans(x), axis=-1) - np.nanmin(_nans(x), -1),
+         one(lambda r, s: np.where(some_negative(r, s) < 0, -1.0, distinct(2.0)(r, s)),
+             min_rank=1)),
+    Spec("nonzero, argwhere, flatnonzero", lambda x: x[np.nonzero(x > 0)] +
+         np.take(x, np.flatnonzero(x > 0)) * x[tuple(np.argwhere(x > 0).T)],
+         one(nonzero, min_rank=1), abstract=False),
+    Spec("interp", lambda x, fp: np.interp(x, np.array([-1.0, 0.0, 0.5, 2.0]), fp),
+         lambda d: ((d.array(d.shape(), off_integers), d.array((4,))), {}), abstract=False),
+    Spec("reductions with where and initial", lambda x: np.sum(x, where=x > 0) +
+         np.max(x, axis=-1, where=x < 1, initial=-5.0) * np.prod(x, where=x > 0, initial=2.0)
+         + np.mean(x, axis=-1, where=np.arange(x.shape[-1]) != 1) + np.min(x, initial=0.5),
+         one(distinct(), min_rank=1, min_dim=3)),
 ]
+
+
+def _with_nans(x):
+    """NaN where x < 0, +inf where x > 2, x elsewhere."""
+    return np.where(x < 0, np.nan, np.where(x > 2, np.inf, x))
+
+
+def _nans(x):
+    return np.where(x < 0, np.nan, x)
 
 
 def _inplace(x, y):

@@ -393,3 +393,56 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if keepdims:
         out = reshape(out, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
     return out
+
+
+@implements(np.linalg.vector_norm)
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    x = as_operand(x)
+    if axis is None:
+        return norm(reshape(x, (-1,)), ord, keepdims=False) if not keepdims else reshape(
+            norm(reshape(x, (-1,)), ord), (1,) * x.ndim)
+    return norm(x, ord, axis, keepdims)
+
+
+@implements(np.linalg.matrix_norm)
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    return norm(x, ord, (-2, -1), keepdims)
+
+
+# --------------------------------------------------------------------------- products
+
+@implements(np.linalg.matrix_power)
+def matrix_power(a, n):
+    """By repeated squaring; negative powers of the inverse."""
+    a = _matrix_operand(a, "matrix_power")
+    if n < 0:
+        a, n = inv(a), -n
+    result = None
+    while n:
+        if n & 1:
+            result = a if result is None else result @ a
+        n >>= 1
+        if n:
+            a = a @ a
+    return broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape) if result is None \
+        else result
+
+
+@implements(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    result = arrays[0]
+    for a in arrays[1:]:
+        result = result @ a
+    return result
+
+
+implements(np.linalg.matmul)(lambda x1, x2, /: np.matmul(x1, x2))
+implements(np.linalg.outer)(lambda x1, x2, /: np.outer(x1, x2))
+implements(np.linalg.tensordot)(lambda x1, x2, /, *, axes=2: np.tensordot(x1, x2, axes))
+implements(np.linalg.cross)(lambda x1, x2, /, *, axis=-1: np.cross(x1, x2, axis=axis))
+implements(np.linalg.matrix_transpose)(lambda x, /: _mT(x))
+implements(np.linalg.trace)(lambda x, /, *, offset=0, dtype=None:
+                            np.trace(x, offset, axis1=-2, axis2=-1))
+implements(np.linalg.diagonal)(lambda x, /, *, offset=0: np.diagonal(x, offset, -2, -1))
+implements(np.linalg.vecdot, np.vecdot)(lambda x1, x2, /, *, axis=-1:
+                                        np.sum(x1 * x2, axis=axis))

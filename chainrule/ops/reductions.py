@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import ShapeError
+from ..core.errors import ShapeError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, batch_rules, primitive
 from ..transforms.batching import axis_param_rule
@@ -68,25 +68,40 @@ def _reduce(prim, x, axis, keepdims):
     return reshape(y, _keepdims_shape(x.shape, axes)) if keepdims else y
 
 
+def _masked(a, where, fill):
+    """a with the elements outside a reduction's `where` mask replaced by `fill`."""
+    a = as_operand(a)
+    return a if where is True else np.where(where, a, fill)
+
+
 @implements(np.sum)
 def sum_(a, axis=None, dtype=None, out=None, keepdims=False, initial=0, where=True):
-    y = _reduce(reduce_sum_p, a, axis, keepdims)
-    return y + initial if initial != 0 else (y.astype(dtype) if dtype else y)
+    y = _reduce(reduce_sum_p, _masked(a, where, 0), axis, keepdims)
+    y = y.astype(dtype) if dtype else y
+    return y + initial if initial is not None and initial != 0 else y
 
 
-@implements(np.max, np.amax)
-def max_(a, axis=None, out=None, keepdims=False, **kw):
-    return _reduce(reduce_max_p, a, axis, keepdims)
+def _extremum_handler(prim, combine, name):
+    def handler(a, axis=None, out=None, keepdims=False, initial=None, where=True):
+        if where is not True and initial is None:
+            raise ValueError(f"np.{name} with a `where` mask needs `initial` (the result "
+                             f"where every element is masked), as in NumPy")
+        y = _reduce(prim, _masked(a, where, initial), axis, keepdims)
+        return y if initial is None else combine(y, initial)
+    return handler
 
 
-@implements(np.min, np.amin)
-def min_(a, axis=None, out=None, keepdims=False, **kw):
-    return _reduce(reduce_min_p, a, axis, keepdims)
+max_ = implements(np.max, np.amax)(_extremum_handler(reduce_max_p, np.maximum, "max"))
+min_ = implements(np.min, np.amin)(_extremum_handler(reduce_min_p, np.minimum, "min"))
 
 
 @implements(np.mean)
-def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
     a = as_operand(a)
+    if where is not True:
+        mask = broadcast_to(where, a.shape).astype(a.dtype)
+        return sum_(a, axis, keepdims=keepdims, where=where) / sum_(mask, axis,
+                                                                    keepdims=keepdims)
     count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)]))
     total = sum_(a, axis, keepdims=keepdims)
     return total / (count if np.issubdtype(total.dtype, np.inexact) else float(count))
@@ -105,22 +120,37 @@ def average(a, axis=None, weights=None, returned=False, keepdims=False):
         broadcast_to(weights, a.shape), axis, keepdims=keepdims)
 
 
+_mean = mean  # var and std take a parameter named `mean`
+
+
+def _moment_options(name, where, correction, ddof):
+    if where is not True:
+        raise UnsupportedOperationError(
+            f"np.{name}(..., where=mask) is not supported; select the elements first "
+            f"(e.g. x[mask]) or compute it from np.mean(..., where=mask)")
+    return ddof if correction is None else correction
+
+
 @implements(np.var)
-def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True,
+        mean=None, correction=None):
+    ddof = _moment_options("var", where, correction, ddof)
     a = as_operand(a)
     count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)]))
-    centered = a - mean(a, axis, keepdims=True)
+    centered = a - (_mean(a, axis, keepdims=True) if mean is None else mean)
     return sum_(centered * centered, axis, keepdims=keepdims) / (count - ddof)
 
 
 @implements(np.std)
-def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True,
+        mean=None, correction=None):
     """sqrt(var) through the Euclidean norm, whose derivative at 0 is 0 (not NaN)."""
     from .linalg import norm
+    ddof = _moment_options("std", where, correction, ddof)
     a = as_operand(a)
     axes = normalize_axes(axis, a.ndim)
     count = int(np.prod([a.shape[i] for i in axes]))
-    centered = a - mean(a, axes, keepdims=True)
+    centered = a - (_mean(a, axes, keepdims=True) if mean is None else mean)
     moved = np.moveaxis(centered, axes, range(-len(axes), 0))
     flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))
     out = norm(flat, axis=-1) / np.sqrt(count - ddof)
@@ -137,8 +167,10 @@ def _product_tree(x):
 
 
 @implements(np.prod)
-def prod(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
-    a = as_operand(a)
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True):
+    if initial is not None:
+        return prod(a, axis, keepdims=keepdims, where=where) * initial
+    a = _masked(a, where, 1)
     axes = normalize_axes(axis, a.ndim)
     moved = np.moveaxis(a, axes, range(-len(axes), 0)) if axes else a
     flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))
