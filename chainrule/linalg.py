@@ -23,7 +23,7 @@ import numpy as np
 
 from .core.errors import ShapeError
 from .core.ir import Aval, aval_of
-from .core.primitive import Zero, primitive
+from .core.primitive import primitive
 from .ops.common import as_operand, check_float_dtype
 
 __all__ = ["tria", "qr_tria", "pinv"]

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+import chainrule as cr
 from chainrule import lipschitz as lip
 
 def circular_conv_norm(kernel, h, w):
@@ -106,11 +107,11 @@ def test_errors_say_what_to_do():
         lip.seqlip([dense, dense])
     with pytest.raises(TypeError, match=r"wrap a function as Affine\(fn, input_shape\)"):
         lip.autolip([np.tanh])
-    with pytest.raises(lip.ShapeError, match="same c_in"):
+    with pytest.raises(cr.ShapeError, match="same c_in"):
         lip.Conv2D(np.ones((2, 3, 3, 3)), (2, 4, 4))
     with pytest.raises(ValueError, match="padding must be"):
         lip.Conv2D(np.ones((2, 3, 3, 3)), (3, 4, 4), padding="reflect")
     with pytest.raises(ValueError, match="tol > 0"):
         lip.spectral_norm(dense, (2,), tol=0)
-    with pytest.raises(lip.ShapeError, match="Use autolip"):
+    with pytest.raises(cr.ShapeError, match="Use autolip"):
         lip.Affine(lambda x: x, (100, 100)).matrix()
