@@ -6,6 +6,7 @@ from .transforms.custom import custom_jvp, custom_vjp  # noqa: F401
 from . import kalman, linalg, lipschitz  # noqa: F401
 from . import elimination  # noqa: F401
 from . import relational  # noqa: F401
+from . import solvers  # noqa: F401
 from .forward_grad import forward_grad  # noqa: F401
 from .core.errors import (ChainruleError, ConcretizationError, NonDifferentiableError,  # noqa: F401
                           ShapeError, TracerConversionError, UnsupportedOperationError)

@@ -103,18 +103,23 @@ def tree_vdot(a, b):
     return sum(np.sum(x * y) for x, y in zip(tree_flatten(a)[0], tree_flatten(b)[0]))
 
 
-def check_no_closed_over_tracers(fn, args, what):
-    """Raises if fn(*args) reads a traced value (of a transformation in progress) that is
-    not among its arguments: its derivative would be silently lost (jaxopt #31, #285).
-    Costs one evaluation of fn."""
+def closed_over_tracers(fn, args) -> list:
+    """The traced values (of transformations in progress) that fn(*args) reads without
+    receiving them as arguments. Costs one evaluation of fn."""
     leaves, treedef = tree_flatten(tuple(args))
     graph, _, _ = trace_flat(lambda *ls: tree_flatten(fn(*tree_unflatten(treedef, ls)))[0],
                              leaves)
-    traced = [c for c in graph.consts if isinstance(c, Tracer)]
+    return [c for c in graph.consts if isinstance(c, Tracer)]
+
+
+def check_no_closed_over_tracers(fn, args, what):
+    """Raises if fn(*args) closes over traced values: their derivative would be
+    silently lost (jaxopt #31, #285)."""
+    traced = closed_over_tracers(fn, args)
     if traced:
         shapes = ", ".join(str(c.aval) for c in traced)
         raise ClosedOverTracerError(
             f"{what} uses {len(traced)} differentiated value(s) ({shapes}) that it "
             f"closes over instead of receiving as arguments; their derivative would be "
             f"lost. Pass them through `theta` (e.g. theta=(lam, X)) and read them from "
-            f"the function's theta argument.")
+            f"the function's theta argument, or use diff='unroll'.")

@@ -131,5 +131,5 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
         return x, SolverInfo(k, residual, residual <= tol, step)
 
     fixed_step = 1.0 if step_size is None else step_size
-    return Solver(run, lambda x, theta: prox_step(x, theta, fixed_step) - x,
+    return Solver(run, lambda x, theta: x - prox_step(x, theta, fixed_step),
                   lambda x, theta, info: prox_step(x, theta, info.step), symmetric=False)

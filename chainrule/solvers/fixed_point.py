@@ -1,5 +1,6 @@
 """Fixed-point iteration x <- T(x, theta) on a flat vector, optionally with Anderson
-acceleration; the optimality condition is T(x) - x = 0 and the onestep map is T itself
+acceleration; the optimality condition is x - T(x) = 0 (whose Jacobian I - ∂T has
+its spectrum in the right half-plane for a contraction, as the Neumann series needs) and the onestep map is T itself
 (Jacobian-free backpropagation, Fung et al. 2022).
 
 Anderson (type II, memory m) mixes the last m images: x+ = sum_i alpha_i T(x_i), with
@@ -31,7 +32,7 @@ def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
                 x = image
         return x, SolverInfo(k, residual, residual <= tol)
 
-    return Solver(run, lambda x, theta: T(x, theta) - x,
+    return Solver(run, lambda x, theta: x - T(x, theta),
                   lambda x, theta, info: T(x, theta), symmetric=False)
 
 

@@ -3,7 +3,7 @@
 A solver is described by three functions of the parameters `theta` (any pytree):
 
 - run(init, theta) -> (x, SolverInfo): the iterations, written with NumPy calls;
-- optimality(x, theta): zero at a solution (a gradient, T(x) - x, a root function);
+- optimality(x, theta): zero at a solution (a gradient, x - T(x), a root function);
 - step(x, theta, info): one application of the iteration map (for "onestep").
 
 and `differentiate` picks how x depends on theta:
@@ -199,9 +199,9 @@ def custom_root(optimality_fn, solve="gmres", symmetric=False, tol=None, linear_
 
 def custom_fixed_point(fixed_point_fn, solve="gmres", **options):
     """Decorator: `solver(init, theta) -> x` with x = fixed_point_fn(x, theta) gets
-    implicit derivatives (the root of F(x) = T(x) - x); options as for custom_root."""
+    implicit derivatives (the root of F(x) = x - T(x)); options as for custom_root."""
     def optimality(x, theta):
-        return _tree_sub(fixed_point_fn(x, theta), x)
+        return _tree_sub(x, fixed_point_fn(x, theta))
     return custom_root(optimality, solve=solve, **options)
 
 

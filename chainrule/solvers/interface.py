@@ -68,7 +68,8 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
     """argmin_w fun(w, theta), differentiable in theta (and in prox_theta).
 
     method: "gd" (fixed step_size, or backtracking when step_size is None), "heavy_ball"
-    and "nesterov" (fixed step_size, momentum_weight), "newton" (line_search on/off),
+    and "nesterov" (fixed step_size, momentum_weight), "newton" (line_search on/off, or a
+    fixed damping step_size),
     "lbfgs" (memory), "prox_grad" / "fista" (minimize fun + g with prox the proximal
     operator of g, e.g. chainrule.solvers.prox.l1, and prox_theta its parameter)."""
     check_choice(method, MINIMIZE_METHODS, "method")
@@ -88,7 +89,8 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
             return momentum(flat_fun, step_size=step_size, momentum=momentum_weight,
                             nesterov=method == "nesterov", **budget)
         if method == "newton":
-            return newton(flat_fun, line_search=line_search, linear=linear, **budget)
+            return newton(flat_fun, line_search=line_search, step_size=step_size,
+                          linear=linear, **budget)
         if method == "lbfgs":
             return lbfgs(flat_fun, linear=linear, memory=memory, **budget)
         return proximal_gradient(flat_fun, prox, step_size=step_size,

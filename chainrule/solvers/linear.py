@@ -39,6 +39,7 @@ from ..core.trace import Tracer
 from ..transforms.jvp import instantiate
 from ..transforms.transpose import backward_pass
 from .common import (SolverOptionError, check_choice, check_no_closed_over_tracers,
+                     closed_over_tracers,
                      ravel_tree, report_nonconvergence)
 
 METHODS = ("direct", "cholesky", "cg", "minres", "gmres", "bicgstab", "neumann")
@@ -181,7 +182,14 @@ def solve_options(solve, symmetric, tol, maxiter, alpha, on_nonconvergence):
 
 
 def solve_flat(matvec, b, operands, options):
-    """x with A x = b for 1-D b; A = matvec(operands, .). Differentiable in b and operands."""
+    """x with A x = b for 1-D b; A = matvec(operands, .). Differentiable in b and operands.
+    When matvec closes over traced values (an unrolled solver whose objective reads a
+    differentiated value from a closure), A is formed by tracing matvec on the basis and
+    solved with np.linalg.solve, so that the closure's derivative is kept."""
+    if closed_over_tracers(matvec, (operands, b)):
+        return np.linalg.solve(np.stack([matvec(operands, e) for e in
+                                         np.eye(b.shape[0], dtype=aval_of(b).dtype)],
+                                        axis=1), b)
     return linear_solve_p.bind(b, *operands, matvec=matvec, transposed=False, **options)
 
 

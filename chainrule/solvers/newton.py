@@ -56,20 +56,21 @@ def _line_search(f, x, value, slope, direction, shrink=0.5, armijo=1e-4):
     return step
 
 
-def newton(fun, *, line_search=True, linear, maxiter=50, tol=1e-8):
-    """x <- x - step H⁻¹ ∇f, step = 1 or from Armijo backtracking."""
+def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-8):
+    """x <- x - step H⁻¹ ∇f: step = step_size when given (damped Newton), else 1 or from
+    Armijo backtracking (line_search)."""
     value_and_grad = api.value_and_grad(fun)
     hvp = hessian_vector_product(fun)
 
     def run(x, theta):
-        step = 1.0
+        step = 1.0 if step_size is None else step_size
         for k in range(maxiter + 1):
             value, g = value_and_grad(x, theta)
             residual = value_of(np.linalg.norm(g))
             if residual <= tol or k == maxiter:
                 break
             direction = -_newton_direction(hvp, x, theta, g, linear)
-            if line_search:
+            if line_search and step_size is None:
                 step = _line_search(_concrete_fun(fun, theta), api.concrete(x),
                                     value_of(value), value_of(np.sum(g * direction)),
                                     api.concrete(direction))
