@@ -19,7 +19,7 @@ from ..core.ir import Aval
 from ..core.primitive import Zero, batch_rules, is_undefined, primitive
 from ..transforms.batching import batch_to_front
 from ..core.ir import aval_of
-from .common import as_operand, implements, promote
+from .common import as_operand, broadcast_shapes, implements, promote
 from .shape import broadcast_to, reshape
 
 
@@ -141,6 +141,7 @@ def _unary_einsum(x, idx, out_idx):
 def einsum(subscripts, *operands, out=None, optimize=False, **kw):
     operands = [as_operand(o) for o in operands]
     inputs, output = _parse_einsum(subscripts, [np.ndim(o) for o in operands])
+    _check_einsum_sizes(subscripts, inputs, operands)
     if len(operands) == 1:
         return _unary_einsum(operands[0], inputs[0], output)
     x, idx = operands[0], inputs[0]
@@ -149,6 +150,17 @@ def einsum(subscripts, *operands, out=None, optimize=False, **kw):
         keep = "".join(dict.fromkeys(i for i in idx + inputs[k] if i in later))
         x, idx = contract(x, operands[k], idx, inputs[k], keep), keep
     return _unary_einsum(x, idx, output)
+
+
+def _check_einsum_sizes(subscripts, inputs, operands):
+    sizes = {}
+    for idx, operand in zip(inputs, operands):
+        for i, d in zip(idx, np.shape(operand)):
+            if sizes.setdefault(i, d) != d:
+                raise ShapeError(
+                    f"einsum {subscripts!r}: an index has sizes {sizes[i]} and {d} in "
+                    f"operands of shapes {[np.shape(o) for o in operands]} (size-1 "
+                    f"dimensions are not broadcast: use np.broadcast_to first)")
 
 
 def _parse_einsum(subscripts, ndims):
@@ -175,14 +187,23 @@ def _letters(n, skip=""):
     return "".join(c for c in string.ascii_lowercase if c not in skip)[:n]
 
 
+_MATMUL_2D = {(2, 2): ("ij", "jk", "ik"), (2, 1): ("ij", "j", "i"),
+              (1, 2): ("j", "jk", "k"), (1, 1): ("j", "j", "")}
+
+
 @implements(np.matmul)
 def matmul(a, b):
     a, b = promote(a, b)
+    spec = _MATMUL_2D.get((a.ndim, b.ndim))
+    if spec is not None:
+        if a.shape[-1] != b.shape[0]:
+            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+        return contract_p.bind(a, b, spec=spec)
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         raise ShapeError("matmul: operands must not be scalars (use *)")
     if np.shape(a)[-1] != np.shape(b)[-2 if np.ndim(b) > 1 else 0]:
         raise ShapeError(f"matmul: shapes {np.shape(a)} and {np.shape(b)} do not align")
-    batch = np.broadcast_shapes(np.shape(a)[:-2], np.shape(b)[:-2])
+    batch = broadcast_shapes(np.shape(a)[:-2], np.shape(b)[:-2])
     if np.ndim(a) > 2 and np.shape(a)[:-2] != batch:
         a = broadcast_to(a, batch + np.shape(a)[-2:])
     if np.ndim(b) > 2 and np.shape(b)[:-2] != batch:

@@ -266,7 +266,9 @@ def where(condition, x=None, y=None):
         from ..core.trace import concrete
         return np.nonzero(concrete(condition))
     x, y = promote(x, y)
-    return select.bind(as_operand(condition), x, y)
+    condition = as_operand(condition)
+    broadcast_shapes(np.shape(condition), np.shape(x), np.shape(y))
+    return select.bind(condition, x, y)
 
 
 # --------------------------------------------------------------------------- dtypes

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import ConcretizationError, ShapeError
+from ..core.errors import ConcretizationError, ShapeError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, batch_rules, is_undefined, primitive
 from ..transforms.batching import (all_to_front, batch_size, batch_to_front, example_rank,
                                    move_batch_axis)
 from ..core.trace import Tracer, concrete
-from .common import as_operand, implements, normalize_axis, promote, sum_to_shape
+from .common import (as_operand, broadcast_shapes, implements, normalize_axis, promote,
+                     sum_to_shape)
 
 
 def linear_primitive(name, impl, shape, transpose):
@@ -115,6 +116,9 @@ def transpose(x, axes=None):
     x = as_operand(x)
     perm = tuple(reversed(range(x.ndim))) if axes is None else \
         tuple(normalize_axis(a, x.ndim) for a in axes)
+    if sorted(perm) != list(range(x.ndim)):
+        raise ShapeError(f"np.transpose: axes {tuple(axes)} are not a permutation of the "
+                         f"{x.ndim} axes of an array of shape {x.shape}")
     return x if perm == tuple(range(x.ndim)) else transpose_p.bind(x, perm=perm)
 
 
@@ -157,7 +161,9 @@ batch_rules[broadcast_p] = _broadcast_batch
 def broadcast_to(x, shape, subok=False):
     x = as_operand(x)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    np.broadcast_shapes(x.shape, shape)
+    if broadcast_shapes(x.shape, shape) != shape:
+        raise ShapeError(f"np.broadcast_to: an array of shape {x.shape} cannot be "
+                         f"broadcast to {shape}")
     return x if x.shape == shape else broadcast_p.bind(x, shape=shape)
 
 
@@ -597,6 +603,11 @@ def pad(array, pad_width, mode="constant", **kwargs):
             mask = np.pad(np.zeros(np.shape(array), bool), pad_width, constant_values=True)
             padded = np.where(mask, value, padded)
         return padded
+    if mode not in ("edge", "reflect", "symmetric", "wrap"):
+        raise UnsupportedOperationError(
+            f"np.pad(mode={mode!r}) is not supported (it computes new values rather than "
+            f"rearranging elements); supported modes: 'constant', 'edge', 'reflect', "
+            f"'symmetric', 'wrap'")
     return rearrange(array, lambda i: np.pad(i, pad_width, mode=mode, **kwargs))
 
 

@@ -99,6 +99,13 @@ class JVPTracer(Tracer):
         return JVPTracer(self._trace, self._value, self._tangent)
 
 
+def _quiet_partials():
+    """Partial derivatives may divide by zero where a tangent is zero anyway (sqrt at
+    0): NumPy's warnings are silenced while a function runs under forward mode (values
+    still show any inf or nan)."""
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore")
+
+
 class JVPTrace:
     """Forward mode as the function runs: each operation binds its primitive on the
     primal values and applies its JVP rule to the tangents."""
@@ -131,9 +138,10 @@ class JVPTrace:
             if rule is None:
                 raise _no_rule(prim)
             ts = [Zero(aval_of(p)) if t is None else t for p, t in zip(primals, tangents)]
-            source = user_source() if self.record_source else None
-            with attributed_to(source), np.errstate(divide="ignore", invalid="ignore",
-                                                    over="ignore"):
+            if self.record_source:
+                with attributed_to(user_source()):
+                    result = rule(primals, ts, outs, **params)
+            else:
                 result = rule(primals, ts, outs, **params)
             out_tangents = [None if type(t) is Zero or o.dtype.kind not in "fc" else t
                             for o, t in zip(outs, result)]
@@ -144,7 +152,7 @@ class JVPTrace:
 def jvp_flat(fun, primals, tangents):
     """Runs fun(*tracers) (fun takes and returns flat lists) with each primal carrying
     its tangent (None: zero). Returns (primal outputs, output tangents or None)."""
-    with new_trace(kind=JVPTrace) as trace:
+    with new_trace(kind=JVPTrace) as trace, _quiet_partials():
         outs = fun(*[JVPTracer(trace, p, t) for p, t in zip(primals, tangents)])
         values = [o._value if type(o) is JVPTracer and o._trace is trace else o for o in outs]
         out_tangents = [o._tangent if type(o) is JVPTracer and o._trace is trace else None
