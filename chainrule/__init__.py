@@ -3,11 +3,14 @@ any order."""
 from .api import (concrete, grad, hessian, jacfwd, jacobian, jacrev, jvp,  # noqa: F401
                   linearize, make_graph, stop_gradient, value_and_grad, vjp)
 from .transforms.custom import custom_jvp, custom_vjp  # noqa: F401
+from .transforms.batching import vmap  # noqa: F401
+from .control import checkpoint, cond, fori_loop, scan, while_loop  # noqa: F401
 from . import kalman, linalg, lipschitz  # noqa: F401
 from . import elimination  # noqa: F401
 from . import relational  # noqa: F401
 from . import solvers  # noqa: F401
 from .forward_grad import forward_grad  # noqa: F401
+from .jit import jit, source  # noqa: F401
 from .core.errors import (ChainruleError, ConcretizationError, NonDifferentiableError,  # noqa: F401
                           ShapeError, TracerConversionError, UnsupportedOperationError)
 from .core.pytree import (register_dataclass, register_pytree, tree_flatten,  # noqa: F401

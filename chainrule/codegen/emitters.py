@@ -1,0 +1,202 @@
+"""One emitter per primitive: how an equation is written as Python calling the array
+namespace `np`.
+
+An emitter is `emit(ctx, *args, **params)`, where `args` are the operands already
+written as Python expressions (names or literals) and `params` the equation's
+parameters. It returns an expression string, or a list of statements that assign
+`ctx.out` (for updates in place such as `x[i] = v`). `ctx.const(value)` names a
+constant that cannot be written inline (large arrays, index arrays). Each entry may
+also name the ufunc it calls, which lets the code generator pass `out=` to reuse a
+dead buffer, and say whether its result is a view of its first operand.
+
+Primitives without an entry are called through their implementation (a constant of
+the generated module); `EMITTERS` covers every primitive of `chainrule.ops`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..ops import contraction, elementwise, linalg, reductions, shape
+
+NAMESPACE = "np"
+
+
+@dataclass(frozen=True)
+class Emitter:
+    emit: Callable
+    ufunc: str | None = None      # "np.tanh": accepts out=
+    view: bool = False            # the result may share memory with the first operand
+
+
+EMITTERS: dict = {}
+
+
+def _register(prim, emit, ufunc=None, view=False):
+    EMITTERS[prim] = Emitter(emit, ufunc, view)
+
+
+def dtype_source(dtype) -> str:
+    dtype = np.dtype(dtype)
+    return f"{NAMESPACE}.{dtype.name}" if dtype.name != "bool" else f"{NAMESPACE}.bool_"
+
+
+def _axes(axes) -> str:
+    axes = tuple(axes)
+    return str(axes[0]) if len(axes) == 1 else repr(axes)
+
+
+# --------------------------------------------------------------------------- elementwise
+
+OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/",
+             "power": "**", "floor_divide": "//", "remainder": "%", "less": "<",
+             "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
+             "not_equal": "!="}
+
+for _name, _prim in elementwise.prims.items():
+    _ufunc = f"{NAMESPACE}.{getattr(np, _name).__name__}"
+    if _name in OPERATORS:
+        _register(_prim, lambda ctx, a, b, op=OPERATORS[_name]: f"{a} {op} {b}", _ufunc)
+    elif _name == "negative":
+        _register(_prim, lambda ctx, a: f"-{a}", _ufunc)
+    else:
+        _register(_prim, lambda ctx, *xs, f=_ufunc: f"{f}({', '.join(xs)})", _ufunc)
+
+_register(elementwise.mul_zero_safe,
+          lambda ctx, t, f: f"{NAMESPACE}.where({t} == 0, 0, {t} * {f})")
+_register(elementwise.select, lambda ctx, c, x, y: f"{NAMESPACE}.where({c}, {x}, {y})")
+_register(elementwise.convert,
+          lambda ctx, x, dtype: f"{NAMESPACE}.asarray({x}).astype({dtype_source(dtype)})")
+_register(elementwise.stop_gradient_p, lambda ctx, x: x, view=True)
+
+
+# --------------------------------------------------------------------------- reductions
+
+def _reduction(fn):
+    def emit(ctx, x, axes):
+        if len(axes) == ctx.in_avals[0].ndim:
+            return f"{NAMESPACE}.{fn}({x})"
+        return f"{NAMESPACE}.{fn}({x}, axis={_axes(axes)})"
+    return emit
+
+
+_register(reductions.reduce_sum_p, _reduction("sum"))
+_register(reductions.reduce_max_p, _reduction("max"))
+_register(reductions.reduce_min_p, _reduction("min"))
+_register(reductions.cumsum_p, lambda ctx, x, axis: f"{NAMESPACE}.cumsum({x}, axis={axis})")
+_register(reductions.argmax_p, lambda ctx, x, axis: f"{NAMESPACE}.argmax({x}, axis={axis})")
+_register(reductions.argmin_p, lambda ctx, x, axis: f"{NAMESPACE}.argmin({x}, axis={axis})")
+_register(reductions.argsort_p,
+          lambda ctx, x, axis: f"{NAMESPACE}.argsort({x}, axis={axis}, kind='stable')")
+
+
+# --------------------------------------------------------------------------- shapes
+
+_register(shape.reshape_p, lambda ctx, x, shape: f"{NAMESPACE}.reshape({x}, {shape!r})",
+          view=True)
+_register(shape.transpose_p,
+          lambda ctx, x, perm: f"{x}.T" if len(perm) == 2 and perm == (1, 0)
+          else f"{NAMESPACE}.transpose({x}, {perm!r})", view=True)
+_register(shape.broadcast_p,
+          lambda ctx, x, shape: f"{NAMESPACE}.broadcast_to({x}, {shape!r})", view=True)
+_register(shape.concatenate_p,
+          lambda ctx, *xs, axis: f"{NAMESPACE}.concatenate([{', '.join(xs)}], axis={axis})")
+_register(shape.zeros_like_p,
+          lambda ctx, x, shape, dtype: f"{NAMESPACE}.zeros({shape!r}, {dtype_source(dtype)})")
+_register(shape.take_along_p,
+          lambda ctx, x, idx, axis: f"{NAMESPACE}.take_along_axis({x}, {idx}, axis={axis})")
+
+
+def index_source(ctx, index) -> str:
+    """The text inside x[...] for a static index; index arrays become constants."""
+    def one(i):
+        if isinstance(i, slice):
+            bound = lambda v: "" if v is None else str(v)
+            step = "" if i.step is None else f":{i.step}"
+            return f"{bound(i.start)}:{bound(i.stop)}{step}"
+        if isinstance(i, np.ndarray):
+            return ctx.const(i)
+        return "..." if i is Ellipsis else repr(i)
+    return ", ".join(one(i) for i in index.value) or "()"
+
+
+def _getitem(ctx, x, index):
+    return f"{x}[{index_source(ctx, index)}]"
+
+
+_register(shape.getitem_p, _getitem, view=True)
+
+
+def _scatter(ctx, x, v, index, keep):
+    start = x if ctx.may_overwrite(0) else f"{x}.copy()"
+    return [f"{ctx.out} = {start}", f"{ctx.out}[{index_source(ctx, index)}] = {v}"]
+
+
+def _scatter_add(ctx, ct, index, shape):
+    dtype = dtype_source(ctx.out_aval.dtype)
+    zeros = f"{ctx.out} = {NAMESPACE}.zeros({shape!r}, {dtype})"
+    if index.basic:
+        return [zeros, f"{ctx.out}[{index_source(ctx, index)}] = {ct}"]
+    return [zeros, f"{NAMESPACE}.add.at({ctx.out}, {ctx.const(index.value)}, {ct})"]
+
+
+def _put_along_add(ctx, ct, idx, axis, shape):
+    n = len(shape)
+    grids = [f"{NAMESPACE}.arange({d}).reshape({tuple(d if k == i else 1 for k in range(n))!r})"
+             for i, d in enumerate(ctx.in_avals[1].shape)]
+    grids[axis] = idx
+    dtype = dtype_source(ctx.out_aval.dtype)
+    return [f"{ctx.out} = {NAMESPACE}.zeros({shape!r}, {dtype})",
+            f"{NAMESPACE}.add.at({ctx.out}, ({', '.join(grids)},), {ct})"]
+
+
+_register(shape.scatter_p, _scatter)
+_register(shape.scatter_add_p, _scatter_add)
+_register(shape.put_along_add_p, _put_along_add)
+
+
+# --------------------------------------------------------------------------- contraction
+
+def _matmul_operand(x, idx, free, summed):
+    """x written with its indices in (free, summed) order, for the left operand."""
+    if len(idx) == 1:
+        return x
+    return x if idx == free + summed else f"{x}.T"
+
+
+def _contract(ctx, a, b, spec):
+    """`a @ b` (with `.T` where needed) for matrix and vector products, einsum for the
+    rest."""
+    a_idx, b_idx, out_idx = spec
+    summed = [i for i in a_idx if i in b_idx and i not in out_idx]
+    batch = [i for i in out_idx if i in a_idx and i in b_idx]
+    if len(summed) == 1 and not batch and len(a_idx) <= 2 and len(b_idx) <= 2:
+        s = summed[0]
+        fa, fb = a_idx.replace(s, ""), b_idx.replace(s, "")
+        for (l, li, lf), (r, ri, rf) in (((a, a_idx, fa), (b, b_idx, fb)),
+                                         ((b, b_idx, fb), (a, a_idx, fa))):
+            if out_idx == lf + rf:
+                left = _matmul_operand(l, li, lf, s)
+                right = r if len(ri) == 1 or ri == s + rf else f"{r}.T"
+                return f"{left} @ {right}"
+    if not summed and not batch and len(a_idx) + len(b_idx) == len(out_idx) and \
+            out_idx == a_idx + b_idx:
+        return f"{NAMESPACE}.multiply.outer({a}, {b})"
+    flops = int(np.prod(ctx.in_avals[0].shape, dtype=np.int64)) * int(
+        np.prod([d for i, d in zip(b_idx, ctx.in_avals[1].shape) if i not in a_idx],
+                dtype=np.int64))
+    optimize = ", optimize=True" if flops > 1 << 16 else ""
+    return f"{NAMESPACE}.einsum('{a_idx},{b_idx}->{out_idx}', {a}, {b}{optimize})"
+
+
+_register(contraction.contract_p, _contract)
+
+
+# --------------------------------------------------------------------------- linear algebra
+
+_register(linalg.solve_p, lambda ctx, a, b: f"{NAMESPACE}.linalg.solve({a}, {b})")
+_register(linalg.slogdet_p, lambda ctx, a: f"{NAMESPACE}.linalg.slogdet({a})")
+_register(linalg.norm2_p,
+          lambda ctx, x, axes: f"{NAMESPACE}.sqrt({_reduction('sum')(ctx, f'{x} * {x}', axes)})")

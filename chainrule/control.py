@@ -1,0 +1,623 @@
+"""Structured control flow and checkpointing: primitives that hold sub-graphs.
+
+    cond(pred, true_fun, false_fun, *operands)     one of two functions, chosen by value
+    scan(f, init, xs, length=None, reverse=False)  carry, y = f(carry, x) over xs' axis 0
+    fori_loop(lower, upper, body, init)            carry = body(i, carry) for i in range
+    while_loop(cond_fun, body_fun, init)           carry = body(carry) while cond(carry)
+    checkpoint(f)                                  f whose reverse pass recomputes f
+
+Each function is traced once, with shapes only, into a graph that the primitive keeps
+in its parameters (printed inline by the IR printer), so a 10,000-step loop costs one
+trace of its body. The primitives run eagerly (a Python loop over the body graph) and
+inside any trace; their rules work on the sub-graphs:
+
+- JVP: the same primitive over the JVP of its sub-graph(s). For scan, the tangent loop
+  runs over the carries of every iteration, stacked by a first (primal) scan; so a
+  linearized scan is a scan whose carries are all tangents.
+- Transpose: the same primitive over the transposed sub-graph(s), run in the opposite
+  direction for scan. A sub-graph of a linear graph mixes primal recomputation with
+  linear equations; `transpose_graph` evaluates the first and transposes the second.
+- Batching: the same primitive over the batched sub-graph(s); cond with a batched
+  predicate evaluates both branches and selects, while_loop with a batched predicate
+  runs until every example is done and freezes the finished ones.
+
+Reverse mode through while_loop: when the values are known (eager mode, also under
+nested derivatives), the loop's trip count n is read and it is differentiated as a scan
+of length n; the backward pass stores the carry of every iteration (memory n times the
+carry's size) and runs the body's VJP backwards. With shapes only (inside jit or vmap)
+while_loop has forward mode only; fori_loop and scan have a static length and support
+both modes everywhere.
+
+All derivative rules bind these same primitives on traceable sub-graphs, so every
+derivative is itself differentiable (second order and beyond).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .core.errors import NonDifferentiableError, ShapeError
+from .core.ir import Aval, Graph, Literal, Var, aval_of
+from .core.primitive import Zero, batch_rules, is_undefined, primitive
+from .core.pytree import tree_flatten, tree_unflatten
+from .core.trace import Tracer, concrete, eval_graph, trace_flat
+from .transforms.batching import (batch_eval, batch_graph, batch_size, batch_to_front,
+                                  closed, move_batch_axis)
+from .transforms.jvp import instantiate, jvp_flat
+from .transforms.transpose import backward_pass
+
+
+# --------------------------------------------------------------------------- sub-graphs
+
+def _as_array(x):
+    return x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x)
+
+
+def trace_closed(fun, avals):
+    """fun traced once on shapes: (closed graph, its constants). The graph's inputs are
+    the constants (values captured from enclosing code) followed by fun's arguments."""
+    graph, _, _ = trace_flat(lambda *a: [_as_array(o) for o in fun(*a)], avals,
+                             abstract=True)
+    return closed(graph), list(graph.consts)
+
+
+def _run(graph, args):
+    return eval_graph(graph, [], args)
+
+
+def _out_avals(graph):
+    return [a.aval for a in graph.outvars]
+
+
+def jvp_graph_of(graph, nonzero, force=None):
+    """The forward-mode sub-graph of a closed graph, traced on shapes:
+    (*inputs, *tangents of the inputs marked `nonzero`) -> tangents of its outputs that
+    are nonzero (or marked in `force`; those are instantiated). Returns the graph and
+    the mask of outputs it gives tangents for."""
+    force = force or [False] * len(graph.outvars)
+    n = len(graph.invars)
+    avals = [v.aval for v in graph.invars] + [v.aval for v, z in zip(graph.invars, nonzero) if z]
+    out_mask = []
+
+    def tangent_fun(*args):
+        ts = iter(args[n:])
+        tangents = [next(ts) if z else None for z in nonzero]
+        _, out_ts = jvp_flat(lambda *a: _run(graph, a), list(args[:n]), tangents)
+        out_mask[:] = [(t is not None or f) and av.is_float
+                       for t, f, av in zip(out_ts, force, _out_avals(graph))]
+        return [np.zeros(av.shape, av.dtype) if t is None else t
+                for t, m, av in zip(out_ts, out_mask, _out_avals(graph)) if m]
+
+    g, consts = trace_closed(tangent_fun, avals)
+    return _without_consts(g, consts), out_mask
+
+
+def _without_consts(graph, consts):
+    """A graph for a param, from one traced on the inputs of another graph: its only
+    constants are arrays made while tracing (zeros), baked in as Literals."""
+    if not consts:
+        return graph
+    assert not any(isinstance(c, Tracer) for c in consts), "a sub-graph captured a tracer"
+    k = len(consts)
+    env = {v: Literal(c) for v, c in zip(graph.invars[:k], consts)}
+    sub = lambda a: env.get(a, a) if isinstance(a, Var) else a
+    eqns = [type(e)(e.prim, [sub(a) for a in e.inputs], e.outputs, e.params, e.source)
+            for e in graph.eqns]
+    return Graph([], graph.invars[k:], eqns, [sub(a) for a in graph.outvars], [])
+
+
+def transpose_graph(graph, linear, args, out_cts):
+    """Cotangents of a graph's inputs marked `linear`, given values of the others in
+    `args` (entries at linear positions are ignored). Equations that do not depend on
+    linear inputs are evaluated forward (recomputation); the rest is transposed."""
+    env = {v: a for v, a, lin in zip(graph.invars, args, linear) if not lin}
+    lin_vars = {v for v, lin in zip(graph.invars, linear) if lin}
+    read = lambda a: a.value if isinstance(a, Literal) else env[a]
+    lin_eqns = []
+    for e in graph.eqns:
+        if any(isinstance(a, Var) and a in lin_vars for a in e.inputs):
+            lin_eqns.append(e)
+            lin_vars.update(e.outputs)
+            continue
+        out = e.prim.bind(*[read(a) for a in e.inputs], **e.params)
+        env.update(zip(e.outputs, out if e.prim.multiple_results else [out]))
+    residuals = list(dict.fromkeys(a for e in lin_eqns for a in e.inputs
+                                   if isinstance(a, Var) and a not in lin_vars))
+    residuals += [a for a in graph.outvars if isinstance(a, Var) and a not in lin_vars
+                  and a not in residuals]
+    lin_graph = Graph(residuals, [v for v, lin in zip(graph.invars, linear) if lin],
+                      lin_eqns, graph.outvars, [env[v] for v in residuals])
+    return [instantiate(c) for c in backward_pass(lin_graph, out_cts)]
+
+
+def transposed_graph_of(graph, linear, out_nonzero=None):
+    """Closed graph: (*values of the non-linear inputs, *cotangents of the outputs) ->
+    cotangents of the linear inputs."""
+    res_avals = [v.aval for v, lin in zip(graph.invars, linear) if not lin]
+    ct_avals = _out_avals(graph)
+
+    def fun(*args):
+        res, cts = iter(args[:len(res_avals)]), args[len(res_avals):]
+        full = [None if lin else next(res) for lin in linear]
+        return transpose_graph(graph, linear, full, list(cts))
+
+    g, consts = trace_closed(fun, res_avals + ct_avals)
+    return _without_consts(g, consts)
+
+
+def _check_same_avals(got, want, what):
+    if [(a.shape, a.dtype) for a in got] != [(a.shape, a.dtype) for a in want]:
+        show = lambda avs: "[" + ", ".join(str(a) for a in avs) + "]"
+        raise ShapeError(f"{what}: got {show(got)}, expected {show(want)}. The carry must "
+                         f"keep its shapes and dtypes from one iteration to the next "
+                         f"(e.g. start a float carry from 0.0, not 0)")
+
+
+# --------------------------------------------------------------------------- scan
+
+def _scan_impl(*args, body, num_consts, num_carry, length, reverse):
+    consts, carry = list(args[:num_consts]), list(args[num_consts:num_consts + num_carry])
+    xs = args[num_consts + num_carry:]
+    y_avals = _out_avals(body)[num_carry:]
+    ys = [np.empty((length,) + av.shape, av.dtype) for av in y_avals]
+    for i in (reversed(range(length)) if reverse else range(length)):
+        out = _run(body, consts + carry + [x[i] for x in xs])
+        carry = out[:num_carry]
+        for y, v in zip(ys, out[num_carry:]):
+            y[i] = v
+    return carry + ys
+
+
+def _scan_shape(*avals, body, num_consts, num_carry, length, reverse):
+    carry = list(avals[num_consts:num_consts + num_carry])
+    _check_same_avals(_out_avals(body)[:num_carry], carry, "scan: the body returns a carry")
+    return carry + [Aval((length,) + av.shape, av.dtype) for av in _out_avals(body)[num_carry:]]
+
+
+def _carry_history(body, num_consts, num_carry):
+    """The body with the carry it receives as an extra output (stacked by scan)."""
+    return Graph([], body.invars, body.eqns,
+                 list(body.outvars) + list(body.invars[num_consts:num_consts + num_carry]), [])
+
+
+def _scan_jvp(primals, tangents, outs, body, num_consts, num_carry, length, reverse):
+    nc, nk = num_consts, num_carry
+    nonzero = [not isinstance(t, Zero) for t in tangents]
+    carry_nz = nonzero[nc:nc + nk]
+    while True:                                     # which carries have tangents
+        g, out_nz = jvp_graph_of(body, nonzero[:nc] + carry_nz + nonzero[nc + nk:],
+                                 force=carry_nz + [False] * (len(body.outvars) - nk))
+        grown = [a or b for a, b in zip(carry_nz, out_nz[:nk])]
+        if grown == carry_nz:
+            break
+        carry_nz = grown
+    consts, init, xs = primals[:nc], primals[nc:nc + nk], primals[nc + nk:]
+    history = scan_p.bind(*primals, body=_carry_history(body, nc, nk), num_consts=nc,
+                          num_carry=nk, length=length, reverse=reverse)[len(outs):]
+    # g's inputs: consts, carry, xs, then tangents of the nonzero ones in that order;
+    # the tangent scan wants consts + const tangents | carry tangents | carry, xs, xs tangents
+    n_in = len(body.invars)
+    tangent_vars = iter(g.invars[n_in:])
+    ct_vars = [next(tangent_vars) for z in nonzero[:nc] if z]
+    kt_vars = [next(tangent_vars) for z in carry_nz if z]
+    xt_vars = list(tangent_vars)
+    order = g.invars[:nc] + ct_vars + kt_vars + g.invars[nc:n_in] + xt_vars
+    tangent_body = Graph([], order, g.eqns, g.outvars, [])
+    const_ts = [t for t, z in zip(tangents[:nc], nonzero[:nc]) if z]
+    carry_ts = [instantiate(t) for t, z in zip(tangents[nc:nc + nk], carry_nz) if z]
+    xs_ts = [t for t, z in zip(tangents[nc + nk:], nonzero[nc + nk:]) if z]
+    result = iter(scan_p.bind(*consts, *const_ts, *carry_ts, *history, *xs, *xs_ts,
+                              body=tangent_body, num_consts=nc + len(const_ts),
+                              num_carry=len(carry_ts), length=length, reverse=reverse))
+    return [next(result) if m else Zero(aval_of(o)) for o, m in
+            zip(outs, carry_nz + out_nz[nk:])]
+
+
+def _scan_transpose(cts, *args, body, num_consts, num_carry, length, reverse):
+    nc, nk = num_consts, num_carry
+    # Every carry of a linearized scan is a tangent; one given as a value is a zero
+    # tangent made concrete by the JVP rule, transposed like the others (and dropped).
+    linear = [is_undefined(a) for a in args[:nc]] + [True] * nk + [
+        is_undefined(a) for a in args[nc + nk:]]
+    lin_consts = [a for a, lin in zip(args[:nc], linear[:nc]) if lin]
+    res_consts = [a for a, lin in zip(args[:nc], linear[:nc]) if not lin]
+    res_xs = [a for a, lin in zip(args[nc + nk:], linear[nc + nk:]) if not lin]
+    cts = [instantiate(c) if isinstance(c, Zero) else c for c in cts]
+    ct_carry, ct_ys = cts[:nk], cts[nk:]
+    acc = [np.zeros(a.aval.shape, a.aval.dtype) for a in lin_consts]
+    n_rc, n_rx, n_lc = len(res_consts), len(res_xs), len(lin_consts)
+
+    def transposed_step(*a):
+        """(residual consts | carry cts, const cts so far | residual x_i, y_i cts) ->
+        (cts of the carry received, const cts so far + this step's | cts of x_i)."""
+        res_c, ct_c = iter(a[:n_rc]), a[n_rc:n_rc + nk]
+        acc_c, res_x = a[n_rc + nk:n_rc + nk + n_lc], iter(a[n_rc + nk + n_lc:][:n_rx])
+        ct_y = a[n_rc + nk + n_lc + n_rx:]
+        full = ([None if lin else next(res_c) for lin in linear[:nc]] + [None] * nk
+                + [None if lin else next(res_x) for lin in linear[nc + nk:]])
+        got = transpose_graph(body, linear, full, list(ct_c) + list(ct_y))
+        return (got[n_lc:n_lc + nk] + [s + g for s, g in zip(acc_c, got[:n_lc])]
+                + got[n_lc + nk:])
+
+    avals = [aval_of(x) for x in res_consts + ct_carry + acc] + [
+        Aval(np.shape(x)[1:], aval_of(x).dtype) for x in res_xs + ct_ys]
+    body_t = _without_consts(*trace_closed(transposed_step, avals))
+    out = scan_p.bind(*res_consts, *ct_carry, *acc, *res_xs, *ct_ys, body=body_t,
+                      num_consts=n_rc, num_carry=nk + n_lc, length=length,
+                      reverse=not reverse)
+    ct_init, ct_consts, ct_xs = out[:nk], iter(out[nk:nk + n_lc]), iter(out[nk + n_lc:])
+    return ([next(ct_consts) if lin else None for lin in linear[:nc]]
+            + [c if is_undefined(a) else None for a, c in zip(args[nc:nc + nk], ct_init)]
+            + [next(ct_xs) if lin else None for lin in linear[nc + nk:]])
+
+
+def _scan_batch(args, dims, body, num_consts, num_carry, length, reverse):
+    nc, nk = num_consts, num_carry
+    size = batch_size(args, dims)
+    consts = [a if d is None else batch_to_front(a, d) for a, d in zip(args[:nc], dims[:nc])]
+    carry = [move_batch_axis(a, d, 0, size) for a, d in zip(args[nc:nc + nk], dims[nc:nc + nk])]
+    xs = [a if d is None else move_batch_axis(a, d, 1, size)
+          for a, d in zip(args[nc + nk:], dims[nc + nk:])]
+    body_dims = ([None if d is None else 0 for d in dims[:nc]] + [0] * nk
+                 + [None if d is None else 0 for d in dims[nc + nk:]])
+    batched, _ = batch_graph(body, body_dims, size, [0] * len(body.outvars))
+    outs = scan_p.bind(*consts, *carry, *xs, body=batched, num_consts=nc, num_carry=nk,
+                       length=length, reverse=reverse)
+    return outs, [0] * nk + [1] * (len(outs) - nk)
+
+
+scan_p = primitive("scan", _scan_impl, _scan_shape, multiple_results=True, jvp=_scan_jvp,
+                   transpose=_scan_transpose, batch=_scan_batch)
+# The scan_p primitive, for code generators:
+# scan[body, num_consts, num_carry, length, reverse] *consts *init *xs
+# -> *final_carry *ys. body: closed Graph (consts, carry, x slices) -> (carry, y).
+# Python: carry = init; for i in range(length) (reversed if reverse):
+# carry, y_i = body(consts, carry, [x[i] for x in xs]); ys[k][i] = y_i[k].
+
+
+def scan(f, init, xs=None, length=None, reverse=False):
+    """Loops f(carry, x) -> (carry, y) over the leading axis of xs (pytrees); returns
+    (final carry, ys stacked on a new leading axis). xs=None with `length` loops
+    without inputs. reverse=True walks xs from the end (ys keep xs' order)."""
+    init_leaves, carry_tree = tree_flatten(init)
+    init_leaves = [_as_array(x) for x in init_leaves]
+    x_leaves, x_tree = tree_flatten(xs)
+    x_leaves = [_as_array(x) for x in x_leaves]
+    lengths = {np.shape(x)[0] if np.ndim(x) else None for x in x_leaves}
+    if None in lengths:
+        raise ShapeError("scan: every leaf of xs needs a leading axis to loop over")
+    if length is not None:
+        lengths.add(int(length))
+    if len(lengths) != 1:
+        raise ShapeError(f"scan: xs' leading axes and `length` disagree: {sorted(lengths)}"
+                         if lengths else "scan needs xs or a length")
+    n = lengths.pop()
+    y_tree = []
+
+    def body(*leaves):
+        carry = tree_unflatten(carry_tree, leaves[:len(init_leaves)])
+        x = tree_unflatten(x_tree, leaves[len(init_leaves):])
+        out = f(carry, x)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ShapeError("scan: f must return a pair (new carry, y)")
+        new_carry, td = tree_flatten(out[0])
+        if td != carry_tree:
+            raise ShapeError(f"scan: f returns a carry of structure {td}, but the initial "
+                             f"carry has structure {carry_tree}")
+        ys, y_td = tree_flatten(out[1])
+        y_tree.append(y_td)
+        return list(new_carry) + list(ys)
+
+    avals = [aval_of(x) for x in init_leaves] + [
+        Aval(np.shape(x)[1:], aval_of(x).dtype) for x in x_leaves]
+    graph, consts = trace_closed(body, avals)
+    _check_same_avals(_out_avals(graph)[:len(init_leaves)],
+                      [aval_of(x) for x in init_leaves], "scan: f returns a carry")
+    outs = scan_p.bind(*consts, *init_leaves, *x_leaves, body=graph, num_consts=len(consts),
+                       num_carry=len(init_leaves), length=n, reverse=bool(reverse))
+    k = len(init_leaves)
+    return tree_unflatten(carry_tree, outs[:k]), tree_unflatten(y_tree[-1], outs[k:])
+
+
+# --------------------------------------------------------------------------- fori_loop
+
+def fori_loop(lower, upper, body_fun, init_val):
+    """for i in range(lower, upper): val = body_fun(i, val); returns val. With bounds
+    known when called (Python ints, or arrays with values) this is a scan of static
+    length, differentiable in both modes; with traced bounds (inside jit) a while_loop."""
+    lo, hi = concrete(lower), concrete(upper)
+    if lo is None or hi is None:
+        def cond_fun(state):
+            return state[0] < state[1]
+
+        def body(state):
+            i, end, val = state
+            return i + 1, end, body_fun(i, val)
+        return while_loop(cond_fun, body, (_as_array(lower), _as_array(upper), init_val))[2]
+    lo, hi = int(lo), int(hi)
+
+    def step(state, _):
+        i, val = state
+        return (i + 1, body_fun(i, val)), None
+    (_, val), _ = scan(step, (np.asarray(lo, np.int64), init_val), None,
+                       length=max(hi - lo, 0))
+    return val
+
+
+# --------------------------------------------------------------------------- while_loop
+
+def _while_impl(*args, cond, body, num_cond_consts, num_body_consts):
+    cc, bc = list(args[:num_cond_consts]), list(args[num_cond_consts:num_cond_consts + num_body_consts])
+    carry = list(args[num_cond_consts + num_body_consts:])
+    while _run(cond, cc + carry)[0]:
+        carry = _run(body, bc + carry)
+    return carry
+
+
+def _while_shape(*avals, cond, body, num_cond_consts, num_body_consts):
+    carry = list(avals[num_cond_consts + num_body_consts:])
+    _check_same_avals(_out_avals(body), carry, "while_loop: the body returns a carry")
+    return carry
+
+
+def _trip_count(args, cond, body, num_cond_consts, num_body_consts):
+    values = [concrete(a) for a in args]
+    cc = values[:num_cond_consts]
+    bc = values[num_cond_consts:num_cond_consts + num_body_consts]
+    carry, n = values[num_cond_consts + num_body_consts:], 0
+    while _run(cond, cc + carry)[0]:
+        carry, n = _run(body, bc + carry), n + 1
+    return n
+
+
+def _while_jvp(primals, tangents, outs, cond, body, num_cond_consts, num_body_consts):
+    ncc, nbc = num_cond_consts, num_body_consts
+    if all(concrete(p) is not None for p in primals):
+        n = _trip_count(primals, cond, body, ncc, nbc)
+        return _scan_jvp(primals[ncc:], tangents[ncc:], outs, body=body, num_consts=nbc,
+                         num_carry=len(outs), length=n, reverse=False)
+    # Shapes only: one loop carrying values and tangents (forward mode).
+    nk = len(outs)
+    const_nz = [not isinstance(t, Zero) for t in tangents[ncc:ncc + nbc]]
+    carry_nz = [aval_of(o).is_float for o in outs]
+    const_ts = [t for t, z in zip(tangents[ncc:ncc + nbc], const_nz) if z]
+    carry_ts = [instantiate(t) for t, z in zip(tangents[ncc + nbc:], carry_nz) if z]
+    n_ct = len(const_ts)
+
+    def joint_step(*a):
+        """(consts, their tangents, carry, its tangents) -> (new carry, new tangents)."""
+        cts, kts = iter(a[nbc:nbc + n_ct]), iter(a[nbc + n_ct + nk:])
+        tangents = ([next(cts) if z else None for z in const_nz]
+                    + [next(kts) if z else None for z in carry_nz])
+        new, new_ts = jvp_flat(lambda *x: _run(body, list(x)),
+                               list(a[:nbc]) + list(a[nbc + n_ct:nbc + n_ct + nk]), tangents)
+        return new + [np.zeros(aval_of(o).shape, aval_of(o).dtype) if t is None else t
+                      for o, t, z in zip(new, new_ts, carry_nz) if z]
+
+    args = list(primals[ncc:ncc + nbc]) + const_ts + list(primals[ncc + nbc:]) + carry_ts
+    joint = _without_consts(*trace_closed(joint_step, [aval_of(x) for x in args]))
+    cond_ext = Graph([], list(cond.invars) + [Var(aval_of(t)) for t in carry_ts],
+                     cond.eqns, cond.outvars, [])
+    res = while_p.bind(*primals[:ncc], *args, cond=cond_ext, body=joint,
+                       num_cond_consts=ncc, num_body_consts=nbc + n_ct)
+    tangent_outs = iter(res[nk:])
+    return [next(tangent_outs) if z else Zero(aval_of(o)) for o, z in zip(outs, carry_nz)]
+
+
+def _while_transpose(cts, *args, **params):
+    raise NonDifferentiableError(
+        "reverse mode through while_loop needs its trip count, which is unknown when "
+        "tracing with shapes only (inside jit or vmap). Use fori_loop or scan with a "
+        "static number of steps, or take the derivative outside jit/vmap.")
+
+
+def _while_batch(args, dims, cond, body, num_cond_consts, num_body_consts):
+    ncc, nbc = num_cond_consts, num_body_consts
+    size = batch_size(args, dims)
+    consts = [a if d is None else batch_to_front(a, d) for a, d in zip(args[:ncc + nbc], dims)]
+    const_dims = [None if d is None else 0 for d in dims[:ncc + nbc]]
+    carry = [move_batch_axis(a, d, 0, size) for a, d in zip(args[ncc + nbc:], dims[ncc + nbc:])]
+    nk = len(carry)
+    cond_b, pred_dim = batch_graph(cond, const_dims[:ncc] + [0] * nk, size, [None])
+    body_b, _ = batch_graph(body, const_dims[ncc:] + [0] * nk, size, [0] * nk)
+    if pred_dim[0] is None:
+        outs = while_p.bind(*consts, *carry, cond=cond_b, body=body_b,
+                            num_cond_consts=ncc, num_body_consts=nbc)
+        return outs, [0] * nk
+    # Each example stops on its own: loop while any runs, freeze the finished ones.
+    cond_any, consts_any = trace_closed(lambda *a: [np.any(_run(cond_b, list(a))[0])],
+                                        [aval_of(x) for x in consts[:ncc] + carry])
+
+    def masked_body(*a):
+        running = _run(cond_b, list(a[:ncc]) + list(a[ncc + nbc:]))[0]
+        new = _run(body_b, list(a[ncc:]))
+        return [np.where(np.reshape(running, (size,) + (1,) * (np.ndim(c) - 1)), n, c)
+                for n, c in zip(new, a[ncc + nbc:])]
+    body_m, consts_m = trace_closed(masked_body, [aval_of(x) for x in consts + carry])
+    outs = while_p.bind(*consts[:ncc], *consts, *carry,
+                        cond=_without_consts(cond_any, consts_any),
+                        body=_without_consts(body_m, consts_m),
+                        num_cond_consts=ncc, num_body_consts=ncc + nbc)
+    return outs, [0] * nk
+
+
+while_p = primitive("while_loop", _while_impl, _while_shape, multiple_results=True,
+                    jvp=_while_jvp, transpose=_while_transpose, batch=_while_batch)
+# The while_p primitive, for code generators:
+# while_loop[cond, body, num_cond_consts, num_body_consts]
+# *cond_consts *body_consts *init -> *final_carry. cond: closed Graph (cond_consts,
+# carry) -> bool scalar; body: closed Graph (body_consts, carry) -> carry.
+# Python: carry = init; while cond(cond_consts, carry): carry = body(body_consts, carry).
+
+
+def while_loop(cond_fun, body_fun, init_val):
+    """while cond_fun(val): val = body_fun(val); returns val (any pytree of arrays).
+    Differentiable in forward and reverse mode; see the module notes on memory."""
+    leaves, tree = tree_flatten(init_val)
+    leaves = [_as_array(x) for x in leaves]
+    avals = [aval_of(x) for x in leaves]
+
+    def cond_flat(*c):
+        pred = _as_array(cond_fun(tree_unflatten(tree, c)))
+        if np.shape(pred) != ():
+            raise ShapeError(f"while_loop: cond_fun must return a scalar, got shape "
+                             f"{np.shape(pred)}")
+        return [pred]
+
+    def body_flat(*c):
+        new, td = tree_flatten(body_fun(tree_unflatten(tree, c)))
+        if td != tree:
+            raise ShapeError(f"while_loop: body_fun returns structure {td}, but the "
+                             f"initial value has structure {tree}")
+        return new
+
+    cond_g, cond_consts = trace_closed(cond_flat, avals)
+    body_g, body_consts = trace_closed(body_flat, avals)
+    _check_same_avals(_out_avals(body_g), avals, "while_loop: body_fun returns a carry")
+    outs = while_p.bind(*cond_consts, *body_consts, *leaves, cond=cond_g, body=body_g,
+                        num_cond_consts=len(cond_consts), num_body_consts=len(body_consts))
+    return tree_unflatten(tree, outs)
+
+
+# --------------------------------------------------------------------------- cond
+
+def _cond_impl(pred, *args, branches):
+    return _run(branches[int(bool(pred))], list(args))
+
+
+def _cond_shape(pred, *avals, branches):
+    if pred.shape != ():
+        raise ShapeError(f"cond: the predicate must be a scalar, got shape {pred.shape}")
+    return _out_avals(branches[1])
+
+
+def _cond_jvp(primals, tangents, outs, branches):
+    nonzero = [not isinstance(t, Zero) for t in tangents[1:]]
+    float_outs = [aval_of(o).is_float for o in outs]
+    jvps = tuple(jvp_graph_of(b, nonzero, force=float_outs)[0] for b in branches)
+    res = iter(cond_p.bind(primals[0], *primals[1:],
+                           *[t for t, z in zip(tangents[1:], nonzero) if z], branches=jvps))
+    return [next(res) if f else Zero(aval_of(o)) for o, f in zip(outs, float_outs)]
+
+
+def _cond_transpose(cts, pred, *args, branches):
+    linear = [is_undefined(a) for a in args]
+    cts = [instantiate(c) for c in cts]
+    transposed = tuple(transposed_graph_of(b, linear) for b in branches)
+    res = iter(cond_p.bind(pred, *[a for a in args if not is_undefined(a)], *cts,
+                           branches=transposed))
+    return [None] + [next(res) if lin else None for lin in linear]
+
+
+def _cond_batch(args, dims, branches):
+    size = batch_size(args, dims)
+    pred, pred_dim = args[0], dims[0]
+    if pred_dim is None:
+        batched = tuple(batch_graph(b, dims[1:], size, [0] * len(b.outvars))[0]
+                        for b in branches)
+        outs = cond_p.bind(pred, *args[1:], branches=batched)
+        return outs, [0] * len(outs)
+    # A batched predicate: both branches for every example, then a select.
+    results = [batch_eval(b, [], args[1:], dims[1:], size) for b in branches]
+    pred = batch_to_front(pred, pred_dim)
+    outs = []
+    for (f, fd), (t, td) in zip(zip(*results[0]), zip(*results[1])):
+        t, f = move_batch_axis(t, td, 0, size), move_batch_axis(f, fd, 0, size)
+        outs.append(np.where(np.reshape(pred, (size,) + (1,) * (np.ndim(t) - 1)), t, f))
+    return outs, [0] * len(outs)
+
+
+cond_p = primitive("cond", _cond_impl, _cond_shape, multiple_results=True, jvp=_cond_jvp,
+                   transpose=_cond_transpose, batch=_cond_batch)
+# The cond_p primitive, for code generators:
+# cond[branches=(false_graph, true_graph)] pred *operands -> *outs.
+# Both branches are closed Graphs with the same inputs and output avals.
+# Python: outs = branches[int(bool(pred))](*operands).
+
+
+def cond(pred, true_fun, false_fun, *operands):
+    """true_fun(*operands) if pred else false_fun(*operands), as one primitive (so it
+    works inside jit and vmap, where pred has no value). Both functions must return the
+    same structure of shapes and dtypes."""
+    leaves, tree = tree_flatten(operands)
+    leaves = [_as_array(x) for x in leaves]
+    avals = [aval_of(x) for x in leaves]
+    pred = _as_array(pred)
+    if np.shape(pred) != ():
+        raise ShapeError(f"cond: the predicate must be a scalar, got shape {np.shape(pred)}; "
+                         f"for elementwise choices use np.where")
+    out_trees = []
+
+    def flat(fun):
+        def run(*xs):
+            out, td = tree_flatten(fun(*tree_unflatten(tree, xs)))
+            out_trees.append(td)
+            return out
+        return run
+
+    (tg, tc), (fg, fc) = trace_closed(flat(true_fun), avals), trace_closed(flat(false_fun), avals)
+    if out_trees[0] != out_trees[1] or [(a.shape, a.dtype) for a in _out_avals(tg)] != [
+            (a.shape, a.dtype) for a in _out_avals(fg)]:
+        raise ShapeError(
+            f"cond: the branches return different structures, shapes or dtypes: "
+            f"{[str(a) for a in _out_avals(tg)]} and {[str(a) for a in _out_avals(fg)]}")
+    # Both branch graphs take (true consts, false consts, operands).
+    nt, nf = len(tc), len(fc)
+    true_g = Graph([], tg.invars[:nt] + [Var(aval_of(c)) for c in fc] + tg.invars[nt:],
+                   tg.eqns, tg.outvars, [])
+    false_g = Graph([], [Var(aval_of(c)) for c in tc] + fg.invars, fg.eqns, fg.outvars, [])
+    outs = cond_p.bind(pred, *tc, *fc, *leaves, branches=(false_g, true_g))
+    return tree_unflatten(out_trees[0], outs)
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+def _checkpoint_jvp(primals, tangents, outs, graph):
+    nonzero = [not isinstance(t, Zero) for t in tangents]
+    float_outs = [aval_of(o).is_float for o in outs]
+    g, _ = jvp_graph_of(graph, nonzero, force=float_outs)
+    res = iter(checkpoint_p.bind(*primals, *[t for t, z in zip(tangents, nonzero) if z],
+                                 graph=g))
+    return [next(res) if f else Zero(aval_of(o)) for o, f in zip(outs, float_outs)]
+
+
+def _checkpoint_transpose(cts, *args, graph):
+    linear = [is_undefined(a) for a in args]
+    res = iter(checkpoint_p.bind(*[a for a in args if not is_undefined(a)],
+                                 *[instantiate(c) for c in cts],
+                                 graph=transposed_graph_of(graph, linear)))
+    return [next(res) if lin else None for lin in linear]
+
+
+def _checkpoint_batch(args, dims, graph):
+    batched, _ = batch_graph(graph, dims, batch_size(args, dims), [0] * len(graph.outvars))
+    outs = checkpoint_p.bind(*args, graph=batched)
+    return outs, [0] * len(outs)
+
+
+checkpoint_p = primitive(
+    "checkpoint", lambda *args, graph: _run(graph, list(args)),
+    lambda *avals, graph: _out_avals(graph), multiple_results=True, jvp=_checkpoint_jvp,
+    transpose=_checkpoint_transpose, batch=_checkpoint_batch)
+# The checkpoint_p primitive, for code generators:
+# checkpoint[graph] *args -> *outs: outs = graph(*args). Its
+# linearization keeps only args as residuals; the transpose recomputes the rest.
+
+
+def checkpoint(fun):
+    """fun, rematerialized: reverse mode stores only its inputs and recomputes its
+    intermediate values in the backward pass (less memory, one more forward of fun)."""
+    @functools.wraps(fun)
+    def remat(*args):
+        leaves, tree = tree_flatten(args)
+        leaves = [_as_array(x) for x in leaves]
+        out_tree = []
+
+        def flat(*xs):
+            out, td = tree_flatten(fun(*tree_unflatten(tree, xs)))
+            out_tree.append(td)
+            return out
+        graph, consts = trace_closed(flat, [aval_of(x) for x in leaves])
+        return tree_unflatten(out_tree[-1], checkpoint_p.bind(*consts, *leaves, graph=graph))
+    return remat

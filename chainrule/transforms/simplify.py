@@ -1,0 +1,471 @@
+"""Graph simplification for compiled code: an explicit strategy of small passes.
+
+Each pass maps a graph to an equivalent graph (same values for every input) and says
+whether it changed anything. `simplify` applies them in this documented order, a
+strategy in the sense of rewrite-strategy languages (Stratego's `repeat` and `;`):
+
+    simplify = repeat(fold_constants ; rewrite ; cse) ; dce
+
+- fold_constants: equations whose inputs are all constants are computed once, unless
+  the result would be larger than its inputs (broadcasts and zeros stay symbolic).
+- rewrite: algebraic identities, applied in one forward sweep, each firing at most
+  once per equation per sweep (`repeat` iterates). Symbolic-zero tangents become
+  arrays of zeros and cotangent seeds arrays of ones; "uniform" atoms (a scalar, a
+  constant array holding one value, a broadcast or reshape of either) let the rules
+  see through them: x*1, x+0, x-0, 0-x, x/1, x**1, x*0, mul_zero_safe with a nonzero
+  or finite side, select on a constant condition, double negation, x + -y, transpose
+  of transpose, reshape of reshape, broadcast of broadcast, identity reshapes,
+  transposes, broadcasts and conversions, broadcast of an operand of an elementwise
+  operation (NumPy broadcasts it for free), sum of a broadcast, and stop_gradient
+  (a value-only graph has no derivatives left to stop).
+- cse: equal equations on equal inputs are computed once. This is also the forwarding
+  of primal values to the derivative: a JVP rule that recomputes `cos(x)` reuses the
+  forward pass's `cos(x)`.
+- dce: equations whose outputs are never used are dropped, and unused constants.
+
+Simplified graphs are for evaluation and code generation: because stop_gradient is
+removed, differentiate the original graph, not the simplified one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.ir import Aval, Eqn, Graph, Literal, Var
+from ..core.primitive import Primitive
+from ..core.trace import Tracer
+from ..ops import elementwise, reductions
+from ..ops import shape as shape_ops
+from ..ops.elementwise import prims as ufunc_prims
+
+FOLD_LIMIT = 1 << 16    # never fold to a constant with more elements than its inputs + this
+
+
+# --------------------------------------------------------------------------- strategy combinators
+
+def sequence(*passes):
+    """Runs passes one after the other; changed if any changed."""
+    def run(graph):
+        changed = False
+        for p in passes:
+            graph, c = p(graph)
+            changed |= c
+        return graph, changed
+    run.__name__ = " ; ".join(p.__name__ for p in passes)
+    return run
+
+
+def repeat(p, limit=20):
+    """Applies p until it changes nothing (at most `limit` times)."""
+    def run(graph):
+        changed = False
+        for _ in range(limit):
+            graph, c = p(graph)
+            if not c:
+                break
+            changed = True
+        return graph, changed
+    run.__name__ = f"repeat({p.__name__})"
+    return run
+
+
+# --------------------------------------------------------------------------- rebuilding graphs
+
+class Builder:
+    """Rebuilds a graph equation by equation, with substitutions of Vars by atoms."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.subst: dict = {}
+        self.eqns: list = []
+        self.constvars = list(graph.constvars)
+        self.consts = list(graph.consts)
+        self.const_values = {v: c for v, c in zip(graph.constvars, graph.consts)
+                             if not isinstance(c, Tracer)}
+        self.defs: dict = {}
+        self.source = None
+        self.changed = False
+
+    def read(self, a):
+        while isinstance(a, Var) and a in self.subst:
+            a = self.subst[a]
+        return a
+
+    def keep(self, e: Eqn, inputs):
+        if any(x is not y for x, y in zip(inputs, e.inputs)):
+            e = Eqn(e.prim, inputs, e.outputs, e.params, e.source)
+        self.eqns.append(e)
+        self.defs.update((v, e) for v in e.outputs)
+
+    def bind(self, prim: Primitive, inputs, **params) -> Var:
+        """Appends a new equation (attributed to the current source); returns its output."""
+        out = Var(prim.shape(*[a.aval for a in inputs], **params)[0])
+        e = Eqn(prim, list(inputs), [out], params, self.source)
+        self.eqns.append(e)
+        self.defs[out] = e
+        return out
+
+    def add_const(self, value) -> Var:
+        v = Var(Aval(np.shape(value), np.asarray(value).dtype))
+        self.constvars.append(v)
+        self.consts.append(value)
+        self.const_values[v] = value
+        return v
+
+    def value(self, a):
+        """The constant value of an atom, or None."""
+        if isinstance(a, Literal):
+            return a.value
+        return self.const_values.get(a)
+
+    def finish(self) -> Graph:
+        return Graph(self.constvars, list(self.graph.invars), self.eqns,
+                     [self.read(a) for a in self.graph.outvars], self.consts)
+
+
+def _literal(value, dtype) -> Literal:
+    return Literal(np.asarray(value, dtype)[()])
+
+
+# --------------------------------------------------------------------------- dce
+
+def dce(graph: Graph):
+    """Drops equations whose outputs are unused, and unused constants."""
+    live = {a for a in graph.outvars if isinstance(a, Var)}
+    kept = []
+    for e in reversed(graph.eqns):
+        if any(v in live for v in e.outputs):
+            kept.append(e)
+            live.update(a for a in e.inputs if isinstance(a, Var))
+    kept.reverse()
+    pairs = [(v, c) for v, c in zip(graph.constvars, graph.consts) if v in live]
+    changed = len(kept) != len(graph.eqns) or len(pairs) != len(graph.constvars)
+    return Graph([v for v, _ in pairs], graph.invars, kept, graph.outvars,
+                 [c for _, c in pairs]), changed
+
+
+# --------------------------------------------------------------------------- cse
+
+def _atom_key(a):
+    if isinstance(a, Literal):
+        return ("literal", np.asarray(a.value).dtype.str, repr(a.value))
+    return a
+
+
+def cse(graph: Graph):
+    """Computes equal equations on equal inputs once."""
+    b = Builder(graph)
+    seen: dict = {}
+    for e in graph.eqns:
+        inputs = [b.read(a) for a in e.inputs]
+        try:
+            key = (e.prim, tuple(_atom_key(a) for a in inputs),
+                   tuple(sorted(e.params.items())))
+            hash(key)
+        except TypeError:
+            key = None
+        previous = seen.get(key) if key is not None else None
+        if previous is not None:
+            for old, kept in zip(e.outputs, previous.outputs):
+                kept.hint = kept.hint or old.hint
+            b.subst.update(zip(e.outputs, previous.outputs))
+            b.changed = True
+            continue
+        if key is not None:
+            seen[key] = e
+        b.keep(e, inputs)
+    return b.finish(), b.changed
+
+
+# --------------------------------------------------------------------------- constant folding
+
+_NO_FOLD = {shape_ops.broadcast_p, shape_ops.zeros_like_p}
+
+
+def fold_constants(graph: Graph):
+    """Computes equations whose inputs are all constant (scalars become Literals)."""
+    b = Builder(graph)
+    for e in graph.eqns:
+        inputs = [b.read(a) for a in e.inputs]
+        values = [b.value(a) for a in inputs]
+        out_size = sum(v.aval.size for v in e.outputs)
+        in_size = sum(np.size(v) for v in values if v is not None)
+        if (e.prim in _NO_FOLD or any(v is None for v in values)
+                or out_size > in_size + FOLD_LIMIT or not _foldable(e.prim)):
+            b.keep(e, inputs)
+            continue
+        with np.errstate(all="ignore"):
+            out = e.prim.impl(*values, **e.params)
+        outs = list(out) if e.prim.multiple_results else [out]
+        for v, o in zip(e.outputs, outs):
+            o = np.asarray(o, v.aval.dtype)
+            b.subst[v] = Literal(o[()]) if o.ndim == 0 else b.add_const(o)
+        b.changed = True
+    return b.finish(), b.changed
+
+
+def _foldable(prim) -> bool:
+    """Only NumPy-backed primitives are folded (never user callbacks)."""
+    return not prim.name.startswith("custom")
+
+
+# --------------------------------------------------------------------------- algebraic rewrites
+
+class Rewriter(Builder):
+    """Builder that knows which atoms hold one value everywhere (`uniform`)."""
+
+    def __init__(self, graph):
+        super().__init__(graph)
+        self.uniform_of: dict = {}
+
+    def uniform(self, a):
+        """The single value held by every element of atom a, or None."""
+        if isinstance(a, Literal):
+            return a.value
+        if a in self.uniform_of:
+            return self.uniform_of[a]
+        value, e = self.const_values.get(a), self.producer(a)
+        u = None
+        if isinstance(value, np.ndarray) and value.size and value.size == np.count_nonzero(
+                value == value.flat[0]):
+            u = value.flat[0]
+        elif e is not None and e.prim in _SAME_ELEMENTS:
+            u = self.uniform(e.inputs[0])
+        elif e is not None and e.prim is shape_ops.zeros_like_p:
+            u = np.zeros((), a.aval.dtype)[()]
+        self.uniform_of[a] = u
+        return u
+
+    def full(self, value, aval: Aval):
+        """An atom holding `value` everywhere, with the given aval."""
+        lit = _literal(value, aval.dtype)
+        return lit if aval.shape == () else self.bind(shape_ops.broadcast_p, [lit],
+                                                      shape=aval.shape)
+
+    def fit(self, a, aval: Aval):
+        """a broadcast to aval's shape, or None if its dtype differs."""
+        if a.aval.dtype != aval.dtype:
+            return None
+        if a.aval.shape == aval.shape:
+            return a
+        return self.bind(shape_ops.broadcast_p, [a], shape=aval.shape)
+
+    def producer(self, a):
+        return self.defs.get(a) if isinstance(a, Var) else None
+
+    def negated(self, a):
+        """x if a = -x, else None."""
+        e = self.producer(a)
+        return e.inputs[0] if e is not None and e.prim is P["negative"] else None
+
+    def unbroadcast(self, e, inputs):
+        """Operands of elementwise operations that are broadcasts are replaced by their
+        source, and uniform ones by a scalar, when NumPy's own broadcasting gives the
+        same result shape."""
+        out_shape = e.outputs[0].aval.shape
+        new = list(inputs)
+        for i, a in enumerate(inputs):
+            if isinstance(a, Literal):
+                continue
+            d, u = self.producer(a), self.uniform(a)
+            if u is not None:
+                smaller = _literal(u, a.aval.dtype)
+            elif d is not None and d.prim is shape_ops.broadcast_p:
+                smaller = d.inputs[0]
+            else:
+                continue
+            trial = new[:i] + [smaller] + new[i + 1:]
+            if np.broadcast_shapes(*[t.aval.shape for t in trial]) == out_shape:
+                new = trial
+        return new
+
+
+def _is(u, value) -> bool:
+    return u is not None and not isinstance(u, (np.bool_, bool)) and u == value
+
+
+def _finite_nonzero(u) -> bool:
+    return u is not None and bool(np.isfinite(u)) and u != 0
+
+
+P = ufunc_prims
+_SAME_ELEMENTS = {shape_ops.broadcast_p, shape_ops.reshape_p, shape_ops.transpose_p}
+
+
+def _rule_multiply(r, x, y, out):
+    ux, uy = r.uniform(x), r.uniform(y)
+    if _is(uy, 1):
+        return r.fit(x, out)
+    if _is(ux, 1):
+        return r.fit(y, out)
+    if _is(ux, 0) or _is(uy, 0):
+        return r.full(0, out)
+    return None
+
+
+def _rule_mul_zero_safe(r, t, f, out):
+    ut, uf = r.uniform(t), r.uniform(f)
+    if _is(ut, 0):
+        return r.full(0, out)
+    if _finite_nonzero(ut) or (uf is not None and bool(np.isfinite(uf))):
+        return r.bind(P["multiply"], [t, f])
+    return None
+
+
+def _rule_add(r, x, y, out):
+    if _is(r.uniform(y), 0):
+        return r.fit(x, out)
+    if _is(r.uniform(x), 0):
+        return r.fit(y, out)
+    nx, ny = r.negated(x), r.negated(y)
+    if ny is not None:
+        return r.bind(P["subtract"], [x, ny])
+    if nx is not None:
+        return r.bind(P["subtract"], [y, nx])
+    return None
+
+
+def _rule_subtract(r, x, y, out):
+    if _is(r.uniform(y), 0):
+        return r.fit(x, out)
+    if _is(r.uniform(x), 0):
+        return r.bind(P["negative"], [y]) if y.aval == out else None
+    ny = r.negated(y)
+    if ny is not None:
+        return r.bind(P["add"], [x, ny])
+    return None
+
+
+def _rule_negative(r, x, out):
+    return r.negated(x)
+
+
+def _rule_true_divide(r, x, y, out):
+    return r.fit(x, out) if _is(r.uniform(y), 1) else None
+
+
+def _rule_power(r, x, y, out):
+    return r.fit(x, out) if _is(r.uniform(y), 1) else None
+
+
+def _rule_select(r, c, x, y, out):
+    uc = r.uniform(c)
+    if uc is not None:
+        return r.fit(x if uc else y, out)
+    if x is y:
+        return r.fit(x, out)
+    return None
+
+
+def _rule_reshape(r, x, out, shape):
+    if x.aval.shape == tuple(shape):
+        return x
+    e = r.producer(x)
+    if e is not None and e.prim is shape_ops.reshape_p:
+        return r.bind(shape_ops.reshape_p, [e.inputs[0]], shape=tuple(shape))
+    u = r.uniform(x)
+    return r.full(u, out) if u is not None and out.shape != () else None
+
+
+def _rule_transpose(r, x, out, perm):
+    if tuple(perm) == tuple(range(len(perm))):
+        return x
+    e = r.producer(x)
+    if e is not None and e.prim is shape_ops.transpose_p:
+        inner = e.params["perm"]
+        composed = tuple(inner[p] for p in perm)
+        if composed == tuple(range(len(composed))):
+            return e.inputs[0]
+        return r.bind(shape_ops.transpose_p, [e.inputs[0]], perm=composed)
+    return None
+
+
+def _rule_broadcast(r, x, out, shape):
+    if x.aval.shape == tuple(shape):
+        return x
+    e = r.producer(x)
+    if e is not None and e.prim is shape_ops.broadcast_p:
+        return r.bind(shape_ops.broadcast_p, [e.inputs[0]], shape=tuple(shape))
+    return None
+
+
+def _rule_convert(r, x, out, dtype):
+    return x if x.aval.dtype == out.dtype else None
+
+
+def _rule_identity(r, x, out, **params):
+    return x
+
+
+def _rule_reduce_sum(r, x, out, axes):
+    """sum of a broadcast over broadcast axes only: a multiplication by the count."""
+    e = r.producer(x)
+    u = r.uniform(x)
+    if u is not None and not isinstance(u, (np.bool_, bool)):
+        count = int(np.prod([x.aval.shape[a] for a in axes]))
+        return r.full(np.asarray(u, out.dtype) * count, out)
+    if e is None or e.prim is not shape_ops.broadcast_p:
+        return None
+    src = e.inputs[0]
+    lead = x.aval.ndim - src.aval.ndim
+    padded = (1,) * lead + src.aval.shape
+    if any(padded[a] != 1 for a in axes) or src.aval.dtype != out.dtype:
+        return None
+    count = int(np.prod([x.aval.shape[a] for a in axes]))
+    kept = tuple(d for i, d in enumerate(padded) if i not in axes)
+    core = src if src.aval.shape == kept else r.bind(shape_ops.reshape_p, [src],
+                                                      shape=kept)
+    core = r.fit(core, out)
+    return core if count == 1 else r.bind(P["multiply"], [core, _literal(count, out.dtype)])
+
+
+RULES = {
+    P["multiply"]: _rule_multiply,
+    elementwise.mul_zero_safe: _rule_mul_zero_safe,
+    P["add"]: _rule_add,
+    P["subtract"]: _rule_subtract,
+    P["negative"]: _rule_negative,
+    P["true_divide"]: _rule_true_divide,
+    P["power"]: _rule_power,
+    elementwise.select: _rule_select,
+    shape_ops.reshape_p: _rule_reshape,
+    shape_ops.transpose_p: _rule_transpose,
+    shape_ops.broadcast_p: _rule_broadcast,
+    elementwise.convert: _rule_convert,
+    elementwise.stop_gradient_p: _rule_identity,
+    reductions.reduce_sum_p: _rule_reduce_sum,
+}
+
+# Elementwise primitives whose operands NumPy broadcasts itself.
+BROADCASTING = set(ufunc_prims.values()) | {elementwise.select, elementwise.mul_zero_safe}
+
+
+def rewrite(graph: Graph):
+    """One forward sweep of the algebraic rules (see the module docstring)."""
+    r = Rewriter(graph)
+    for e in graph.eqns:
+        inputs = [r.read(a) for a in e.inputs]
+        r.source = e.source
+        rule = RULES.get(e.prim)
+        result = None
+        if rule is not None and not e.prim.multiple_results:
+            result = rule(r, *inputs, e.outputs[0].aval, **e.params)
+        if result is not None:
+            r.subst[e.outputs[0]] = result
+            r.changed = True
+            continue
+        if e.prim in BROADCASTING:
+            unbroadcast = r.unbroadcast(e, inputs)
+            if any(a is not b for a, b in zip(unbroadcast, inputs)):
+                inputs, r.changed = unbroadcast, True
+        r.keep(e, inputs)
+    return r.finish(), r.changed
+
+
+# --------------------------------------------------------------------------- the strategy
+
+simplify_strategy = sequence(repeat(sequence(fold_constants, rewrite, cse)), dce)
+
+
+def simplify(graph: Graph) -> Graph:
+    """The simplified graph (same values); see the module docstring for the order."""
+    return simplify_strategy(graph)[0]
