@@ -35,7 +35,7 @@ def _sum_dtype(dtype):
 
 
 reduce_sum_p = linear_primitive(
-    "reduce_sum", lambda x, axes: np.sum(x, axis=axes),
+    "reduce_sum", lambda x, axes: np.add.reduce(x, axis=axes),
     lambda x, axes: Aval(_reduced_shape(x.shape, axes), _sum_dtype(x.dtype)),
     transpose=lambda cts, x, axes: [expand_reduced(cts[0], x.aval.shape, axes)])
 
@@ -53,8 +53,8 @@ def _extremum(name, fn):
                      jvp=_extremum_jvp)
 
 
-reduce_max_p = _extremum("reduce_max", np.max)
-reduce_min_p = _extremum("reduce_min", np.min)
+reduce_max_p = _extremum("reduce_max", np.maximum.reduce)
+reduce_min_p = _extremum("reduce_min", np.minimum.reduce)
 for _prim in (reduce_sum_p, reduce_max_p, reduce_min_p):
     batch_rules[_prim] = axis_param_rule(_prim, "axes")
 
