@@ -33,7 +33,7 @@ import numpy as np
 from ..core.ir import Aval, Eqn, Graph, Literal, Var
 from ..core.primitive import Primitive
 from ..core.trace import Tracer
-from ..ops import elementwise, reductions
+from ..ops import contraction, elementwise, reductions
 from ..ops import shape as shape_ops
 from ..ops.elementwise import prims as ufunc_prims
 
@@ -216,6 +216,12 @@ class Rewriter(Builder):
     def __init__(self, graph):
         super().__init__(graph)
         self.uniform_of: dict = {}
+        self.uses: dict = {}
+        for e in graph.eqns:
+            for v in e.inputs:
+                self.uses[v] = self.uses.get(v, 0) + 1
+        for v in graph.outvars:
+            self.uses[v] = self.uses.get(v, 0) + 1
 
     def uniform(self, a):
         """The single value held by every element of atom a, or None."""
@@ -251,6 +257,10 @@ class Rewriter(Builder):
 
     def producer(self, a):
         return self.defs.get(a) if isinstance(a, Var) else None
+
+    def single_use(self, a) -> bool:
+        """a is used by one equation input only (so rewriting its user frees it)."""
+        return self.uses.get(a, 0) == 1
 
     def negated(self, a):
         """x if a = -x, else None."""
@@ -299,6 +309,20 @@ def _rule_multiply(r, x, y, out):
         return r.fit(y, out)
     if _is(ux, 0) or _is(uy, 0):
         return r.full(0, out)
+    for a, b in ((x, y), (y, x)):
+        e = r.producer(b)
+        if isinstance(a, Literal) and e is not None and e.prim is P["multiply"] \
+                and r.single_use(b):                       # c * (d * y)  ->  (c*d) * y
+            for d, z in (e.inputs, e.inputs[::-1]):
+                if isinstance(d, Literal) and d.aval.dtype == a.aval.dtype:
+                    return r.bind(P["multiply"], [_literal(a.value * d.value, a.aval.dtype), z])
+        nb = r.negated(b)
+        if nb is None:
+            continue
+        if isinstance(a, Literal):                         # c * -x  ->  (-c) * x
+            return r.bind(P["multiply"], [_literal(-a.value, a.aval.dtype), nb])
+        if r.single_use(b):                                # a * -x  ->  -(a * x)
+            return r.bind(P["negative"], [r.bind(P["multiply"], [a, nb])])
     return None
 
 
@@ -336,7 +360,34 @@ def _rule_subtract(r, x, y, out):
 
 
 def _rule_negative(r, x, out):
-    return r.negated(x)
+    inner = r.negated(x)
+    if inner is not None:
+        return inner
+    e = r.producer(x)
+    if e is not None and e.prim is P["multiply"] and r.single_use(x):
+        a, b = e.inputs
+        for c, y in ((a, b), (b, a)):                      # -(c * y)  ->  (-c) * y
+            if isinstance(c, Literal) and c.aval.dtype.kind in "fc":
+                return r.bind(P["multiply"], [_literal(-c.value, c.aval.dtype), y])
+    return None
+
+
+def _rule_contract(r, a, b, out, spec):
+    """A zero operand gives zeros; a transposed operand is read through the spec."""
+    if _is(r.uniform(a), 0) or _is(r.uniform(b), 0):
+        return r.full(0, out)
+    operands, specs = [a, b], list(spec[:2])
+    for k, x in enumerate(operands):
+        e = r.producer(x)
+        if e is not None and e.prim is shape_ops.transpose_p:
+            perm = e.params["perm"]
+            idx = [""] * len(perm)
+            for i, p in enumerate(perm):
+                idx[p] = specs[k][i]
+            operands[k], specs[k] = e.inputs[0], "".join(idx)
+    if operands[0] is a and operands[1] is b:
+        return None
+    return r.bind(contraction.contract_p, operands, spec=(specs[0], specs[1], spec[2]))
 
 
 def _rule_true_divide(r, x, y, out):
@@ -433,6 +484,7 @@ RULES = {
     elementwise.convert: _rule_convert,
     elementwise.stop_gradient_p: _rule_identity,
     reductions.reduce_sum_p: _rule_reduce_sum,
+    contraction.contract_p: _rule_contract,
 }
 
 # Elementwise primitives whose operands NumPy broadcasts itself.
