@@ -49,6 +49,14 @@ def test_forward_mode_through_minimize():
     np.testing.assert_allclose(dw, cr.jacfwd(ridge_solution)(0.3), atol=1e-7)
 
 
+def test_vmap_over_implicit_hypergradients():
+    lams = np.array([0.1, 0.5, 2.0])
+    solve = lambda lam: S.minimize(ridge, np.zeros(3), lam, method="newton")
+    np.testing.assert_allclose(cr.vmap(cr.jacrev(solve))(lams),
+                               np.stack([cr.jacfwd(ridge_solution)(l) for l in lams]),
+                               atol=1e-10)
+
+
 def test_root_by_newton_in_each_mode():
     F = lambda x, c: x ** 3 + x - c            # dx/dc = 1 / (3x^2 + 1)
     c = np.array([0.5, 2.0, -1.0])

@@ -128,8 +128,9 @@ def _check_square(optimality, init, theta, name):
 
 def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergence,
                differentiable=True):
-    """(x, info): run(init, theta) as one `implicit_root` equation. With differentiable
-    False the parameters are behind stop_gradient (x carries no derivative)."""
+    """(x, info): run(init, theta) as one `implicit_root` equation, info's fields as
+    (possibly traced) arrays. With differentiable False the parameters are behind
+    stop_gradient (x carries no derivative)."""
     init_leaves, init_tree = tree_flatten(init)
     theta_leaves, theta_tree = tree_flatten(theta)
     if not differentiable:
@@ -139,7 +140,7 @@ def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergenc
     problem = RootProblem(name, run, optimality, init_tree, theta_tree, init_avals, linear,
                           tol, on_nonconvergence)
     outs = implicit_root_p.bind(*init_leaves, *theta_leaves, problem=problem)
-    return tree_unflatten(init_tree, outs[:len(init_leaves)]), _info_of(outs[-4:])
+    return tree_unflatten(init_tree, outs[:len(init_leaves)]), SolverInfo(*outs[-4:])
 
 
 def differentiate(name, run, optimality, step, init, theta, *, diff, tol,
@@ -159,7 +160,7 @@ def differentiate(name, run, optimality, step, init, theta, *, diff, tol,
                          on_nonconvergence, differentiable=diff == "implicit")
     if diff == "onestep":
         x = step(x, theta, info)
-    return x, info
+    return x, _info_of(info)
 
 
 def linear_options(solve="direct", symmetric=False, linear_tol=1e-8, linear_maxiter=1000,
