@@ -198,5 +198,11 @@ _register(contraction.contract_p, _contract)
 
 _register(linalg.solve_p, lambda ctx, a, b: f"{NAMESPACE}.linalg.solve({a}, {b})")
 _register(linalg.slogdet_p, lambda ctx, a: f"{NAMESPACE}.linalg.slogdet({a})")
+_register(linalg.det_p, lambda ctx, a: f"{NAMESPACE}.linalg.det({a})")
+_register(linalg.cholesky_p, lambda ctx, a: f"{NAMESPACE}.linalg.cholesky({a})")
+_register(linalg.qr_p, lambda ctx, a: f"{NAMESPACE}.linalg.qr({a})")
+_register(linalg.eigh_p, lambda ctx, a, UPLO: f"{NAMESPACE}.linalg.eigh({a}, {UPLO!r})")
+_register(linalg.svd_p, lambda ctx, a, hermitian:
+          f"{NAMESPACE}.linalg.svd({a}, full_matrices=False, hermitian={hermitian})")
 _register(linalg.norm2_p,
           lambda ctx, x, axes: f"{NAMESPACE}.sqrt({_reduction('sum')(ctx, f'{x} * {x}', axes)})")

@@ -237,7 +237,7 @@ class _Context:
 
 def _fallback(prim, params) -> Emitter:
     """Calls the primitive's implementation, a constant of the module."""
-    def emit(ctx, *args):
+    def emit(ctx, *args, **_):
         impl = functools.partial(prim.impl, **params)
         name = ctx.gen.consts(impl, f"impl_{prim.name}", note=f"{prim.name} (chainrule)")
         return f"{name}({', '.join(args)})"
