@@ -173,7 +173,29 @@ def test_eigh_repeated_eigenvalues_give_finite_values_exact_for_symmetric_functi
     assert np.all(np.isfinite(gv))
 
 
+def test_eigh_upper_triangle_and_stacks_of_singular_determinants():
+    a = sym(STACK)
+    w, v = np.linalg.eigh(a, UPLO="U")
+    got = cr.jvp(lambda a: np.linalg.eigh(a, "U"), (a,), (a,))[0]
+    np.testing.assert_allclose(got.eigenvalues, w)
+    check_grads(lambda x: np.linalg.eigh(sym(x), UPLO="U")[0], (STACK,), order=2)
+    stack = np.stack([np.outer([1.0, 2.0, 0.0], [0.0, 1.0, 1.0]), SQUARE])
+    g = cr.grad(lambda a: np.sum(np.linalg.det(a)))(stack)
+    np.testing.assert_allclose(g[0], cofactors(stack[0]), atol=1e-12)
+    np.testing.assert_allclose(g[1], cofactors(stack[1]), atol=1e-12)
+
+
 # --------------------------------------------------------------------------- svd
+
+def test_svd_hermitian_and_qr_complete_when_unique():
+    a = spd(SQUARE)
+    s = cr.jvp(lambda a: np.linalg.svd(a, hermitian=True)[1], (a,), (a,))[0]
+    np.testing.assert_allclose(s, np.linalg.svd(a, hermitian=True)[1])
+    check_grads(lambda x: np.linalg.svd(spd(x), hermitian=True, compute_uv=False),
+                (SQUARE,), order=2)
+    for a in (SQUARE, WIDE[0]):
+        q, r = cr.jvp(lambda a: np.linalg.qr(a, "complete"), (a,), (a,))[0]
+        np.testing.assert_allclose(q @ r, a, atol=1e-12)
 
 @pytest.mark.parametrize("a", [STACK, TALL, WIDE], ids=["square", "tall", "wide"])
 def test_svd_orders_1_2(a):
