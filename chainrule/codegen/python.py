@@ -316,7 +316,8 @@ class _Generator:
             else:
                 code = emitter.emit(ctx, *args, **e.params)
                 if isinstance(code, str):
-                    code = [f"{', '.join(outs)} = {code}"]
+                    single = e.prim.multiple_results and len(outs) == 1
+                    code = [f"{', '.join(outs)}{',' if single else ''} = {code}"]
             where = None if e.source is None else (e.source, type(e.source))
             if where is not None and where != current:
                 lines.append(_comment(e.source))

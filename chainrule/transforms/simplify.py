@@ -12,8 +12,8 @@ strategy in the sense of rewrite-strategy languages (Stratego's `repeat` and `;`
   once per equation per sweep (`repeat` iterates). Symbolic-zero tangents become
   arrays of zeros and cotangent seeds arrays of ones; "uniform" atoms (a scalar, a
   constant array holding one value, a broadcast or reshape of either) let the rules
-  see through them: x*1, x+0, x-0, 0-x, x/1, x**1, x*0, mul_zero_safe with a nonzero
-  or finite side, select on a constant condition, double negation, x + -y, transpose
+  see through them: x*1, x+0, x-0, 0-x, x/1, x**1, mul_zero_safe with a zero, nonzero
+  or finite side (x*0 stays: inf*0 is nan), select on a constant condition, double negation, x + -y, transpose
   of transpose, reshape of reshape, broadcast of broadcast, identity reshapes,
   transposes, broadcasts and conversions, broadcast of an operand of an elementwise
   operation (NumPy broadcasts it for free), sum of a broadcast, and stop_gradient
@@ -307,8 +307,6 @@ def _rule_multiply(r, x, y, out):
         return r.fit(x, out)
     if _is(ux, 1):
         return r.fit(y, out)
-    if _is(ux, 0) or _is(uy, 0):
-        return r.full(0, out)
     for a, b in ((x, y), (y, x)):
         e = r.producer(b)
         if isinstance(a, Literal) and e is not None and e.prim is P["multiply"] \
@@ -373,9 +371,7 @@ def _rule_negative(r, x, out):
 
 
 def _rule_contract(r, a, b, out, spec):
-    """A zero operand gives zeros; a transposed operand is read through the spec."""
-    if _is(r.uniform(a), 0) or _is(r.uniform(b), 0):
-        return r.full(0, out)
+    """A transposed operand is read through the spec."""
     operands, specs = [a, b], list(spec[:2])
     for k, x in enumerate(operands):
         e = r.producer(x)
