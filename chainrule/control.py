@@ -34,17 +34,19 @@ derivative is itself differentiable (second order and beyond).
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numpy as np
 
 from .core.errors import NonDifferentiableError, ShapeError
 from .core.ir import Aval, Graph, Literal, Var, aval_of
-from .core.primitive import Zero, batch_rules, is_undefined, primitive
+from .core.primitive import Zero, impl_rules, is_undefined, primitive
 from .core.pytree import tree_flatten, tree_unflatten
 from .core.trace import Tracer, concrete, eval_graph, trace_flat
 from .transforms.batching import (batch_eval, batch_graph, batch_size, batch_to_front,
                                   closed, move_batch_axis)
 from .transforms.jvp import instantiate, jvp_flat
+from .transforms.simplify import dce
 from .transforms.transpose import backward_pass
 
 
@@ -56,14 +58,57 @@ def _as_array(x):
 
 def trace_closed(fun, avals):
     """fun traced once on shapes: (closed graph, its constants). The graph's inputs are
-    the constants (values captured from enclosing code) followed by fun's arguments."""
+    the constants (values captured from enclosing code) followed by fun's arguments.
+    Dead equations are dropped (a JVP sub-graph need not recompute unused values)."""
     graph, _, _ = trace_flat(lambda *a: [_as_array(o) for o in fun(*a)], avals,
                              abstract=True)
+    graph = dce(graph)[0]
     return closed(graph), list(graph.consts)
 
 
 def _run(graph, args):
+    """Evaluates a closed graph by binding its primitives (traceable)."""
     return eval_graph(graph, [], args)
+
+
+_evaluators: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _run_arrays(graph, args):
+    """Evaluates a closed graph on arrays, calling each primitive's implementation
+    directly: what the loop primitives run once per iteration when not traced."""
+    run = _evaluators.get(graph)
+    if run is None:
+        run = _evaluators[graph] = _evaluator(graph)
+    return run(args)
+
+
+def _evaluator(graph):
+    index = {v: k for k, v in enumerate(graph.invars)}
+    steps = []
+    for e in graph.eqns:
+        ins = [(True, a.value) if isinstance(a, Literal) else (False, index[a])
+               for a in e.inputs]
+        outs = []
+        for v in e.outputs:
+            index[v] = len(index)
+            outs.append(index[v])
+        steps.append((impl_rules[e.prim], ins, outs, e.params, e.prim.multiple_results))
+    results = [(True, a.value) if isinstance(a, Literal) else (False, index[a])
+               for a in graph.outvars]
+    size = len(index)
+
+    def run(args):
+        env = list(args) + [None] * (size - len(args))
+        for impl, ins, outs, params, multiple in steps:
+            out = impl(*[x if lit else env[x] for lit, x in ins], **params)
+            if multiple:
+                for k, o in zip(outs, out):
+                    env[k] = o
+            else:
+                env[outs[0]] = out
+        return [x if lit else env[x] for lit, x in results]
+    return run
 
 
 def _out_avals(graph):
@@ -162,7 +207,7 @@ def _scan_impl(*args, body, num_consts, num_carry, length, reverse):
     y_avals = _out_avals(body)[num_carry:]
     ys = [np.empty((length,) + av.shape, av.dtype) for av in y_avals]
     for i in (reversed(range(length)) if reverse else range(length)):
-        out = _run(body, consts + carry + [x[i] for x in xs])
+        out = _run_arrays(body, consts + carry + [x[i] for x in xs])
         carry = out[:num_carry]
         for y, v in zip(ys, out[num_carry:]):
             y[i] = v
@@ -350,8 +395,8 @@ def fori_loop(lower, upper, body_fun, init_val):
 def _while_impl(*args, cond, body, num_cond_consts, num_body_consts):
     cc, bc = list(args[:num_cond_consts]), list(args[num_cond_consts:num_cond_consts + num_body_consts])
     carry = list(args[num_cond_consts + num_body_consts:])
-    while _run(cond, cc + carry)[0]:
-        carry = _run(body, bc + carry)
+    while _run_arrays(cond, cc + carry)[0]:
+        carry = _run_arrays(body, bc + carry)
     return carry
 
 
@@ -366,8 +411,8 @@ def _trip_count(args, cond, body, num_cond_consts, num_body_consts):
     cc = values[:num_cond_consts]
     bc = values[num_cond_consts:num_cond_consts + num_body_consts]
     carry, n = values[num_cond_consts + num_body_consts:], 0
-    while _run(cond, cc + carry)[0]:
-        carry, n = _run(body, bc + carry), n + 1
+    while _run_arrays(cond, cc + carry)[0]:
+        carry, n = _run_arrays(body, bc + carry), n + 1
     return n
 
 
@@ -483,7 +528,7 @@ def while_loop(cond_fun, body_fun, init_val):
 # --------------------------------------------------------------------------- cond
 
 def _cond_impl(pred, *args, branches):
-    return _run(branches[int(bool(pred))], list(args))
+    return _run_arrays(branches[int(bool(pred))], list(args))
 
 
 def _cond_shape(pred, *avals, branches):
@@ -597,7 +642,7 @@ def _checkpoint_batch(args, dims, graph):
 
 
 checkpoint_p = primitive(
-    "checkpoint", lambda *args, graph: _run(graph, list(args)),
+    "checkpoint", lambda *args, graph: _run_arrays(graph, list(args)),
     lambda *avals, graph: _out_avals(graph), multiple_results=True, jvp=_checkpoint_jvp,
     transpose=_checkpoint_transpose, batch=_checkpoint_batch)
 # The checkpoint_p primitive, for code generators:
