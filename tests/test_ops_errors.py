@@ -61,6 +61,8 @@ SHAPE_ERRORS = [
     (lambda x: np.take_along_axis(x, np.zeros(3, int), 1), r"indices and array need the same ndim"),
     (lambda x: x[np.array([0.5])], r"arrays used as indices must be integer or boolean, got float64"),
     (lambda x: np.cross(x, np.ones((2, 4))), r"np.cross needs vectors of length 2 or 3"),
+    (lambda x: np.split(x, 2, axis=1), r"np.split: 2 sections do not divide an axis of length "
+                                       r"3 equally; use np.array_split"),
     (lambda x: np.select([x > 0], [x, x]), r"np.select: 1 conditions but 2 choices"),
     (lambda x: np.quantile(x, 0.5, method="nearest"), r"only method='linear'"),
     (lambda x: np.reshape(x, (3, 2), order="F"), r"only order='C' reshapes are supported"),

@@ -393,7 +393,8 @@ SPECS = [Spec(name, fn, one(domain)) for name, (fn, domain) in UNARY.items()] + 
     Spec("mod", np.mod, mod_case),
     Spec("fmod", np.fmod, mod_case),
     Spec("floor_divide", lambda x, y: np.floor_divide(x, y) * x, mod_case),
-    Spec("clip", lambda x: np.clip(x, 0.0, 1.0) + x.clip(-1.0, None), one(off_integers)),
+    Spec("clip", lambda x: np.clip(x, 0.0, 1.0) + x.clip(-1.0, None) + np.clip(x, max=2.0),
+         one(off_integers)),
     Spec("where", lambda c, x, y: np.where(c > 0, x, y), elementwise(nonzero, real, real)),
     Spec("comparisons and masks", masks_and_comparisons, elementwise(distinct(), distinct(0.125))),
     # reductions

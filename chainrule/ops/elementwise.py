@@ -227,7 +227,9 @@ def round_(x, decimals=0):
 
 
 @implements(np.clip)
-def clip(x, a_min=None, a_max=None):
+def clip(x, a_min=None, a_max=None, out=None, *, min=None, max=None):
+    a_min = min if a_min is None else a_min
+    a_max = max if a_max is None else a_max
     if a_min is not None:
         x = np.maximum(x, a_min)
     if a_max is not None:

@@ -245,8 +245,8 @@ def column_stack(arrays):
     return concatenate([reshape(a, (-1, 1)) if np.ndim(a) < 2 else a for a in arrays], 1)
 
 
-@implements(np.split, np.array_split)
-def split(x, indices_or_sections, axis=0):
+@implements(np.array_split)
+def array_split(x, indices_or_sections, axis=0):
     n = np.shape(x)[axis]
     if isinstance(indices_or_sections, (int, np.integer)):
         sizes = [n // indices_or_sections + (i < n % indices_or_sections)
@@ -257,6 +257,16 @@ def split(x, indices_or_sections, axis=0):
     axis = normalize_axis(axis, np.ndim(x))
     return [x[(slice(None),) * axis + (slice(int(lo), int(hi)),)]
             for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+@implements(np.split)
+def split(x, indices_or_sections, axis=0):
+    """array_split restricted, as in NumPy, to sections of equal length."""
+    n = np.shape(x)[axis]
+    if isinstance(indices_or_sections, (int, np.integer)) and n % indices_or_sections:
+        raise ShapeError(f"np.split: {indices_or_sections} sections do not divide an axis "
+                         f"of length {n} equally; use np.array_split")
+    return array_split(x, indices_or_sections, axis)
 
 
 # --------------------------------------------------------------------------- indexing
