@@ -25,8 +25,12 @@ Reverse mode through while_loop: when the values are known (eager mode, also und
 nested derivatives), the loop's trip count n is read and it is differentiated as a scan
 of length n; the backward pass stores the carry of every iteration (memory n times the
 carry's size) and runs the body's VJP backwards. With shapes only (inside jit or vmap)
-while_loop has forward mode only; fori_loop and scan have a static length and support
-both modes everywhere.
+the trip count is unknown when tracing: the tangent is `while_loop_tangent`, which
+reruns the primal loop beside the tangents, and its transpose runs the loop forward
+keeping every carry in a list (the same memory, n carries) and then the transposed
+body backwards. Those two run as opaque loops: first derivatives only (vmap runs them
+once per example). fori_loop and scan have a static length and support every order
+everywhere.
 
 All derivative rules bind these same primitives on traceable sub-graphs, so every
 derivative is itself differentiable (second order and beyond).
@@ -422,39 +426,96 @@ def _while_jvp(primals, tangents, outs, cond, body, num_cond_consts, num_body_co
         n = _trip_count(primals, cond, body, ncc, nbc)
         return _scan_jvp(primals[ncc:], tangents[ncc:], outs, body=body, num_consts=nbc,
                          num_carry=len(outs), length=n, reverse=False)
-    # Shapes only: one loop carrying values and tangents (forward mode).
-    nk = len(outs)
+    # Shapes only (inside jit or vmap) the trip count is unknown: the tangent is a loop
+    # primitive linear in the tangents that reruns the primal loop beside them.
     const_nz = [not isinstance(t, Zero) for t in tangents[ncc:ncc + nbc]]
     carry_nz = [aval_of(o).is_float for o in outs]
-    const_ts = [t for t, z in zip(tangents[ncc:ncc + nbc], const_nz) if z]
-    carry_ts = [instantiate(t) for t, z in zip(tangents[ncc + nbc:], carry_nz) if z]
-    n_ct = len(const_ts)
-
-    def joint_step(*a):
-        """(consts, their tangents, carry, its tangents) -> (new carry, new tangents)."""
-        cts, kts = iter(a[nbc:nbc + n_ct]), iter(a[nbc + n_ct + nk:])
-        tangents = ([next(cts) if z else None for z in const_nz]
-                    + [next(kts) if z else None for z in carry_nz])
-        new, new_ts = jvp_flat(lambda *x: _run(body, list(x)),
-                               list(a[:nbc]) + list(a[nbc + n_ct:nbc + n_ct + nk]), tangents)
-        return new + [np.zeros(aval_of(o).shape, aval_of(o).dtype) if t is None else t
-                      for o, t, z in zip(new, new_ts, carry_nz) if z]
-
-    args = list(primals[ncc:ncc + nbc]) + const_ts + list(primals[ncc + nbc:]) + carry_ts
-    joint = _without_consts(*trace_closed(joint_step, [aval_of(x) for x in args]))
-    cond_ext = Graph([], list(cond.invars) + [Var(aval_of(t)) for t in carry_ts],
-                     cond.eqns, cond.outvars, [])
-    res = while_p.bind(*primals[:ncc], *args, cond=cond_ext, body=joint,
-                       num_cond_consts=ncc, num_body_consts=nbc + n_ct)
-    tangent_outs = iter(res[nk:])
-    return [next(tangent_outs) if z else Zero(aval_of(o)) for o, z in zip(outs, carry_nz)]
+    tangent_body, _ = jvp_graph_of(body, const_nz + carry_nz, force=carry_nz)
+    res = iter(while_tangent_p.bind(
+        *primals, *[t for t, z in zip(tangents[ncc:ncc + nbc], const_nz) if z],
+        *[instantiate(t) for t, z in zip(tangents[ncc + nbc:], carry_nz) if z],
+        cond=cond, body=body, tangent_body=tangent_body, num_cond_consts=ncc,
+        num_body_consts=nbc))
+    return [next(res) if z else Zero(aval_of(o)) for o, z in zip(outs, carry_nz)]
 
 
 def _while_transpose(cts, *args, **params):
     raise NonDifferentiableError(
-        "reverse mode through while_loop needs its trip count, which is unknown when "
-        "tracing with shapes only (inside jit or vmap). Use fori_loop or scan with a "
-        "static number of steps, or take the derivative outside jit/vmap.")
+        "while_loop appears in a linear graph, which its derivative rules never produce; "
+        "this is a bug, please report it")
+
+
+def _split_tangent_loop(args, body, tangent_body, num_cond_consts, num_body_consts):
+    """(cond consts, body consts, carry, const tangents, carry tangents) of the
+    tangent loop's inputs."""
+    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
+    n_kt = len(tangent_body.outvars)
+    n_ct = len(tangent_body.invars) - nbc - nk - n_kt
+    cut = np.cumsum([0, ncc, nbc, nk, n_ct, n_kt])
+    return [list(args[lo:hi]) for lo, hi in zip(cut[:-1], cut[1:])]
+
+
+def _while_tangent_impl(*args, cond, body, tangent_body, num_cond_consts, num_body_consts):
+    cc, bc, carry, const_ts, carry_ts = _split_tangent_loop(
+        args, body, tangent_body, num_cond_consts, num_body_consts)
+    while _run_arrays(cond, cc + carry)[0]:
+        carry_ts = _run_arrays(tangent_body, bc + carry + const_ts + carry_ts)
+        carry = _run_arrays(body, bc + carry)
+    return carry_ts
+
+
+def _while_tangent_transpose(cts, *args, cond, body, tangent_body, num_cond_consts,
+                             num_body_consts):
+    cc, bc, carry, const_ts, carry_ts = _split_tangent_loop(
+        args, body, tangent_body, num_cond_consts, num_body_consts)
+    n_res = len(bc) + len(carry)
+    linear = [False] * n_res + [True] * (len(tangent_body.invars) - n_res)
+    out = while_tangent_transpose_p.bind(
+        *cc, *bc, *carry, *[instantiate(c) for c in cts], cond=cond, body=body,
+        transposed=transposed_graph_of(tangent_body, linear), num_cond_consts=num_cond_consts,
+        num_body_consts=num_body_consts)
+    return [None] * (len(cc) + n_res) + [c if is_undefined(t) else None
+                                         for t, c in zip(const_ts + carry_ts, out)]
+
+
+while_tangent_p = primitive(
+    "while_loop_tangent", _while_tangent_impl,
+    lambda *avals, tangent_body, **params: _out_avals(tangent_body),
+    multiple_results=True, transpose=_while_tangent_transpose)
+# The while_tangent_p primitive, for code generators:
+# while_loop_tangent[cond, body, tangent_body, num_cond_consts, num_body_consts]
+# *cond_consts *body_consts *init *const_tangents *carry_tangents -> *carry_tangents.
+# Python: while cond(cc, c): t = tangent_body(bc, c, const_tangents, t); c = body(bc, c)
+
+
+def _while_tangent_transpose_impl(*args, cond, body, transposed, num_cond_consts,
+                                  num_body_consts):
+    """Runs the loop forward keeping every carry, then the transposed tangent body
+    backwards: memory grows with the trip count (one carry per iteration)."""
+    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
+    cc, bc = list(args[:ncc]), list(args[ncc:ncc + nbc])
+    carry, cts = list(args[ncc + nbc:ncc + nbc + nk]), list(args[ncc + nbc + nk:])
+    history = []
+    while _run_arrays(cond, cc + carry)[0]:
+        history.append(carry)
+        carry = _run_arrays(body, bc + carry)
+    n_const = len(transposed.outvars) - len(cts)
+    acc = [np.zeros(a.shape, a.dtype) for a in _out_avals(transposed)[:n_const]]
+    for carry in reversed(history):
+        out = _run_arrays(transposed, bc + carry + cts)
+        acc = [a + o for a, o in zip(acc, out[:n_const])]
+        cts = out[n_const:]
+    return acc + cts
+
+
+while_tangent_transpose_p = primitive(
+    "while_loop_tangent_transpose", _while_tangent_transpose_impl,
+    lambda *avals, transposed, **params: _out_avals(transposed), multiple_results=True)
+# The while_tangent_transpose_p primitive, for code generators:
+# while_loop_tangent_transpose[cond, body, transposed, num_cond_consts, num_body_consts]
+# *cond_consts *body_consts *init *carry_tangent_cts -> *const_tangent_cts *carry_tangent_cts.
+# Python: run the loop forward appending each carry to a list, then for each stored
+# carry c (last first): cts = transposed(bc, c, cts), summing the const parts.
 
 
 def _while_batch(args, dims, cond, body, num_cond_consts, num_body_consts):

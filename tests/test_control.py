@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.core.errors import NonDifferentiableError, ShapeError
+from chainrule.core.errors import ShapeError
 from chainrule.test_util import check_grads
 
 rng = np.random.default_rng(0)
@@ -157,10 +157,20 @@ def test_grad_of_vmapped_while_loop_is_per_example_trip_count():
     np.testing.assert_allclose(cr.grad(total)(xs), want)
 
 
-def test_error_reverse_mode_through_while_loop_with_shapes_only():
-    per_example = cr.vmap(cr.grad(lambda x: np.sum(doubling(x, 30.0))))
-    with pytest.raises(NonDifferentiableError, match="needs its trip count"):
-        per_example(normal(3, 2))
+def test_reverse_mode_through_while_loop_with_shapes_only():
+    """Inside vmap (and jit) the trip count is unknown when tracing; the transpose then
+    runs the loop forward storing the carries, then backwards."""
+    def f(x, w):
+        return np.sum(cr.while_loop(lambda c: np.sum(c * c) < 30.0,
+                                    lambda c: np.sin(c) * w + c * 1.5, x) ** 2)
+    xs, w = np.array([[0.3, 0.2], [0.01, 0.02], [1.0, 2.0]]), np.array([0.5, -0.2])
+    per_example = cr.vmap(cr.grad(f, argnums=(0, 1)), (0, None))(xs, w)
+    for k, x in enumerate(xs):
+        want = cr.grad(f, argnums=(0, 1))(x, w)
+        np.testing.assert_allclose(per_example[0][k], want[0], rtol=1e-12)
+        np.testing.assert_allclose(per_example[1][k], want[1], rtol=1e-12)
+    tangent = cr.vmap(lambda x: cr.jvp(f, (x, w), (np.ones(2), w))[1])(xs)
+    np.testing.assert_allclose(tangent, [cr.jvp(f, (x, w), (np.ones(2), w))[1] for x in xs])
 
 
 # --------------------------------------------------------------------------- cond
@@ -298,3 +308,15 @@ def test_error_cond_predicate_not_scalar():
 def test_error_while_cond_not_scalar():
     with pytest.raises(ShapeError, match="cond_fun must return a scalar"):
         cr.while_loop(lambda c: c > 0, lambda c: c - 1.0, np.ones(2))
+
+
+def test_derivatives_of_loops_inside_jit():
+    def f(x, w):
+        return np.sum(cr.while_loop(lambda c: np.sum(c * c) < 30.0,
+                                    lambda c: np.sin(c) * w + c * 1.5, x) ** 2)
+    x, w = np.array([0.3, 0.2]), np.array([0.5, -0.2])
+    for got, want in zip(cr.jit(cr.grad(f, argnums=(0, 1)))(x, w),
+                         cr.grad(f, argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    g = lambda x: np.sum(cr.fori_loop(0, 5, lambda i, c: np.sin(c) * 1.1 + i * 0.1, x) ** 2)
+    np.testing.assert_allclose(cr.jit(cr.hessian(g))(x), cr.hessian(g)(x), rtol=1e-12)
