@@ -186,11 +186,12 @@ def fold_constants(graph: Graph):
     b = Builder(graph)
     for e in graph.eqns:
         inputs = [b.read(a) for a in e.inputs]
+        if e.prim in _NO_FOLD or not _foldable(e.prim) or not all(
+                type(a) is Literal or a in b.const_values for a in inputs):
+            b.keep(e, inputs)
+            continue
         values = [b.value(a) for a in inputs]
-        out_size = sum(v.aval.size for v in e.outputs)
-        in_size = sum(np.size(v) for v in values if v is not None)
-        if (e.prim in _NO_FOLD or any(v is None for v in values)
-                or out_size > in_size + FOLD_LIMIT or not _foldable(e.prim)):
+        if sum(v.aval.size for v in e.outputs) > sum(map(np.size, values)) + FOLD_LIMIT:
             b.keep(e, inputs)
             continue
         with np.errstate(all="ignore"):
