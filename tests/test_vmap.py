@@ -12,6 +12,7 @@ from chainrule.core.errors import ConcretizationError, ShapeError
 from chainrule.core.ir import Aval
 from chainrule.core.primitive import primitive
 from chainrule.ops import elementwise, shape
+from chainrule.test_util import check_grads
 from chainrule.transforms.batching import vmap
 
 B = 3
@@ -130,6 +131,12 @@ def _setitem(x, v):
     return x
 
 
+def _setitem_separated(x, v):
+    x = x * 1.0
+    x[np.array([0, 1]), :, np.array([1, 0])] = v
+    return x
+
+
 PRIMITIVE_CASES = {
     "select": (lambda c, x, y: np.where(c, x, y), [rng.random((2, 3)) < .5, normal(3), normal(2, 3)]),
     "mul_zero_safe": (lambda x, y: elementwise.mul_zero_safe.bind(x, y), [normal(3), normal(2, 3)]),
@@ -153,6 +160,7 @@ PRIMITIVE_CASES = {
     "getitem_int_and_array": (lambda x: x[0, :, np.array([1, 0, 1])], [normal(2, 3, 2)]),
     "scatter": (_setitem, [normal(3, 2), normal(2)]),
     "scatter_repeated": (_scatter_keep_last, [normal(3, 2), normal(3, 2)]),
+    "scatter_separated": (_setitem_separated, [normal(2, 3, 2), normal(2, 3)]),
     "scatter_add": (lambda c: shape.scatter_add_p.bind(
         c, index=shape.Index((np.array([0, 2, 0]),)), shape=(3, 2)), [normal(3, 2)]),
     "take_along_axis": (lambda x, i: np.take_along_axis(x, i, 1),
@@ -216,6 +224,21 @@ def test_primitive_without_batch_rule_runs_once_per_example():
     assert_batches_like_loop(lambda x: row_norms.bind(x) * 2, [normal(2, 3)])
 
 
+def test_custom_rules_run_once_per_example_under_vmap():
+    @cr.custom_jvp
+    def twice_sin(x):
+        return np.sin(x) * 2
+
+    @twice_sin.defjvp
+    def twice_sin_jvp(primals, tangents):
+        return twice_sin(primals[0]), 2 * np.cos(primals[0]) * tangents[0]
+
+    xs = normal(4, 3)
+    np.testing.assert_allclose(vmap(twice_sin)(xs), 2 * np.sin(xs))
+    per_example = vmap(cr.grad(lambda x: np.sum(twice_sin(x))))(xs)
+    np.testing.assert_allclose(per_example, 2 * np.cos(xs))
+
+
 # --------------------------------------------------------------------------- axes and pytrees
 
 def test_pytree_in_axes_and_out_axes():
@@ -276,7 +299,7 @@ def test_grad_of_vmap_equals_sum_of_grads():
     total = lambda w: np.sum(vmap(loss, in_axes=(None, 0))(w, xs))
     want = sum(cr.grad(loss)(w, x) for x in xs)
     np.testing.assert_allclose(cr.grad(total)(w), want, rtol=1e-12)
-    cr.test_util.check_grads(total, (w,), order=2)
+    check_grads(total, (w,), order=2)
 
 
 def test_vmap_of_jvp_and_vjp():
@@ -291,7 +314,7 @@ def test_vmap_of_jvp_and_vjp():
 def test_vmapped_function_second_derivatives():
     x = normal(3, 2)
     f = lambda x: np.sum(vmap(lambda r: np.exp(r[0]) * np.cos(r[1]) + r @ r)(x))
-    cr.test_util.check_grads(f, (x,), order=2)
+    check_grads(f, (x,), order=2)
 
 
 def test_per_example_gradients_through_vmap_of_grad_of_vmap():
