@@ -220,6 +220,8 @@ implements(np.rad2deg, np.degrees)(lambda x: x * (180 / np.pi))
 
 @implements(np.round, np.around)
 def round_(x, decimals=0):
+    if as_operand(x).dtype.kind in "iu" and decimals >= 0:
+        return x
     if decimals == 0:
         return prims["rint"].bind(as_operand(x))
     scale = 10.0 ** decimals

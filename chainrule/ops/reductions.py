@@ -171,6 +171,7 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
     if initial is not None:
         return prod(a, axis, keepdims=keepdims, where=where) * initial
     a = _masked(a, where, 1)
+    a = a.astype(_sum_dtype(a.dtype))
     axes = normalize_axes(axis, a.ndim)
     moved = np.moveaxis(a, axes, range(-len(axes), 0)) if axes else a
     flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))
@@ -201,6 +202,7 @@ def cumsum(a, axis=None, dtype=None, out=None):
 def cumprod(a, axis=None, dtype=None, out=None):
     """Inclusive scan by doubling (Hillis-Steele): log2(n) multiplications."""
     a = as_operand(a)
+    a = a.astype(_sum_dtype(a.dtype))
     if axis is None:
         a, axis = reshape(a, (-1,)), 0
     x = np.moveaxis(a, axis, -1)
