@@ -263,10 +263,14 @@ def test_negative_axes_and_unbatched_output():
     np.testing.assert_allclose(out[1], np.ones(3))
 
 
-def test_unbatched_output_is_broadcast():
+def test_unbatched_output_is_broadcast_into_a_writeable_array():
     c = normal(3)
     out = vmap(lambda v: c, in_axes=0)(normal(4, 2))
     np.testing.assert_allclose(out, np.broadcast_to(c, (4, 3)))
+    out[0, 0] = 1.0
+    jac = cr.jacfwd(lambda x: c)(normal(2))
+    jac += 1.0
+    np.testing.assert_allclose(jac, np.ones((3, 2)))
 
 
 def test_nested_vmap_is_an_outer_product_of_batches():

@@ -253,7 +253,7 @@ def vmap(fun, in_axes=0, out_axes=0):
                 result.append(o)
                 continue
             w = _normalize(w, np.ndim(o) + (d is None), "out_axes")
-            result.append(move_batch_axis(o, d, w, size))
+            result.append(_writeable(move_batch_axis(o, d, w, size)))
         return tree_unflatten(treedef, result)
     return batched
 
@@ -261,4 +261,9 @@ def vmap(fun, in_axes=0, out_axes=0):
 def vmap_graph_eval(graph: Graph, consts, args, dims, size):
     """eval_graph's batched twin, with every output's batch axis first."""
     outs, got = batch_eval(graph, consts, args, dims, size)
-    return [move_batch_axis(o, d, 0, size) for o, d in zip(outs, got)]
+    return [_writeable(move_batch_axis(o, d, 0, size)) for o, d in zip(outs, got)]
+
+
+def _writeable(x):
+    """A plain array the caller may write into (not a broadcast view)."""
+    return x.copy() if isinstance(x, np.ndarray) and not x.flags.writeable else x
