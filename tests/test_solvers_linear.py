@@ -107,3 +107,31 @@ def test_custom_root_needs_a_square_system():
     solver = S.custom_root(lambda w, theta: w[:2] * theta)(lambda init, theta: init)
     with pytest.raises(cr.ShapeError, match="returns 2 values for 3 unknowns"):
         solver(np.zeros(3), 1.0)
+
+
+def test_cholesky_refuses_an_indefinite_system():
+    indefinite = np.diag([1.0, -2.0, 3.0, 1.0])
+    with pytest.raises(S.SolverOptionError, match="needs a positive definite system"):
+        S.linear_solve(matvec, b, indefinite, solve="cholesky", symmetric=True)
+
+
+def test_matvec_closing_over_a_differentiated_value_raises():
+    def f(scale):
+        return np.sum(S.linear_solve(lambda v, M: scale * (M @ v), b, SPD))
+    with pytest.raises(S.ClosedOverTracerError, match="linear_solve's matvec uses 1"):
+        cr.grad(f)(2.0)
+
+
+def test_solver_closing_over_a_differentiated_value_raises():
+    def f(lam):
+        solver = S.custom_root(ridge_optimality)(
+            lambda init, theta: init * lam)       # the solver reads lam from a closure
+        return np.sum(solver(np.ones(4), (0.7, X, y)))
+    with pytest.raises(S.ClosedOverTracerError, match="closes over"):
+        cr.grad(f)(0.7)
+
+
+def test_solver_returning_a_different_shape_raises():
+    solver = S.custom_root(lambda w, theta: w - theta)(lambda init, theta: init[:2])
+    with pytest.raises(cr.ShapeError, match="unlike its initial value"):
+        solver(np.zeros(3), np.ones(3))

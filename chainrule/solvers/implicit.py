@@ -67,6 +67,8 @@ class RootProblem:
 
 
 def _root_impl(*leaves, problem):
+    """Runs the solver on arrays; info None (a user's solver) is filled in from the
+    norm of the optimality function at the solution."""
     init, theta = problem.split(list(leaves))
     x, info = problem.run(init, theta)
     x_leaves, x_tree = tree_flatten(x)
@@ -79,6 +81,9 @@ def _root_impl(*leaves, problem):
         raise ShapeError(f"{problem.name} returned a solution shaped "
                          f"{[np.shape(v) for v in x_leaves]}, unlike its initial value "
                          f"{[a.shape for a in problem.init_avals]}; they must match")
+    if info is None:
+        residual = float(np.linalg.norm(ravel_tree(problem.optimality(x, theta))[0]))
+        info = SolverInfo(0, residual, residual <= problem.tol)
     check_converged(problem.name, info, problem.tol, problem.on_nonconvergence)
     return tuple(np.asarray(v, a.dtype) for v, a in zip(x_leaves, problem.init_avals)) + (
         np.int64(info.iterations), np.float64(info.residual), np.bool_(info.converged),
@@ -182,17 +187,13 @@ def custom_root(optimality_fn, solve="gmres", symmetric=False, tol=None, linear_
     def decorate(solver):
         name = getattr(solver, "__name__", "the solver")
 
-        def run(init, theta):
-            x = solver(init, theta)
-            residual = float(np.linalg.norm(ravel_tree(optimality_fn(x, theta))[0]))
-            return x, SolverInfo(0, residual, tol is None or residual <= tol)
-
         @functools.wraps(solver)
         def solve(init, theta):
             check_no_closed_over_tracers(optimality_fn, (init, theta),
                                          f"the optimality function of {name}")
             _check_square(optimality_fn, init, theta, name)
-            return solve_root(name, run, optimality_fn, init, theta, linear,
+            return solve_root(name, lambda init, theta: (solver(init, theta), None),
+                              optimality_fn, init, theta, linear,
                               np.inf if tol is None else tol, on_nonconvergence)[0]
         return solve
     return decorate

@@ -35,7 +35,6 @@ import scipy.sparse.linalg as spla
 from .. import api
 from ..core.ir import aval_of
 from ..core.primitive import Zero, primitive
-from ..core.trace import Tracer
 from ..transforms.jvp import instantiate
 from ..transforms.transpose import backward_pass
 from .common import (SolverOptionError, check_choice, check_no_closed_over_tracers,
@@ -199,9 +198,8 @@ def linear_solve(matvec, b, *operands, solve="gmres", symmetric=False, tol=1e-8,
     differentiably in b and in the operands. matvec must be linear in x and must read
     every differentiated value from its operands, not from a closure."""
     b_flat, unravel = ravel_tree(b)
-    if any(isinstance(leaf, Tracer) for leaf in [b_flat, *operands]):
-        check_no_closed_over_tracers(lambda x, ops: matvec(x, *ops), (b, operands),
-                                     "linear_solve's matvec")
+    check_no_closed_over_tracers(lambda x, ops: matvec(x, *ops), (b, operands),
+                                 "linear_solve's matvec")
 
     def flat_matvec(ops, v):
         return ravel_tree(matvec(unravel(v), *ops))[0]
