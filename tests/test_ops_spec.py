@@ -688,3 +688,29 @@ def test_every_differentiable_primitive_of_the_ops_is_in_the_table():
     missing = sorted(p.name for p in expected - used)
     assert not missing, f"primitives missing from the spec table: {missing}"
     assert len(expected) > 50
+
+
+# --------------------------------------------------------------------------- integer and boolean values
+
+INTEGER_FLOW = {
+    "arithmetic": lambda x: x * 2 + x // 2 - x % 3, "true_divide": lambda x: x / 2,
+    "sqrt": np.sqrt, "sum": np.sum, "mean": np.mean, "prod": np.prod, "max": np.max,
+    "cumsum": np.cumsum, "cumprod": np.cumprod, "var": np.var, "matmul": lambda x: x @ x.T,
+    "einsum": lambda x: np.einsum("ij,kj->ik", x, x), "concatenate": lambda x: np.concatenate(
+        [x, x]), "where": lambda x: np.where(x > 2, x, 0), "sort": np.sort,
+    "round": np.round, "clip": lambda x: np.clip(x, 2, 4), "median": np.median,
+    "det": lambda x: np.linalg.det(x[:, :2]), "take": lambda x: np.take(x, [0, 2], axis=1),
+    "pad": lambda x: np.pad(x, 1), "full_like": lambda x: np.full_like(x, 2.5),
+    "indexed assignment": lambda x: setitem(x, 7, (0,)),
+}
+
+
+@pytest.mark.parametrize("fn", INTEGER_FLOW.values(), ids=INTEGER_FLOW.keys())
+@pytest.mark.parametrize("x", [np.array([[1, 2, 3], [4, 5, 6]]),
+                               np.array([[True, False, True], [False, True, True]])],
+                         ids=["int", "bool"])
+def test_integer_and_boolean_values_flow_through_with_numpy_dtypes(fn, x):
+    want = np.asarray(fn(x))
+    got = np.asarray(cr.jvp(fn, (x,), (np.zeros(x.shape),))[0])
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

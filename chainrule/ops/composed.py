@@ -154,8 +154,11 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
 # --------------------------------------------------------------------------- order statistics
 
 def _sorted_along_last(a, axis):
-    """a sorted along the given axes, which are flattened into the last one."""
+    """a sorted along the given axes, which are flattened into the last one (integers
+    and booleans as float64, the dtype of NumPy's interpolated statistics)."""
     a = as_operand(a)
+    if a.dtype.kind in "biu":
+        a = a.astype(np.float64)
     axes = normalize_axes(axis, a.ndim)
     moved = np.moveaxis(a, axes, range(-len(axes), 0))
     flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))
