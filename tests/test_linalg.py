@@ -238,6 +238,16 @@ def test_norm_orders_and_axes(ord_, axis):
     check_grads(lambda x: np.linalg.norm(x, ord_, axis), (x,), order=2)
 
 
+@pytest.mark.parametrize("axis", [None, 0, (0, 2), (-1, 1)])
+@pytest.mark.parametrize("ord_", [2, 1, np.inf, 3])
+def test_vector_norm_takes_the_axes_as_one_vector(axis, ord_):
+    x = rng.standard_normal((2, 3, 2))
+    for keepdims in (False, True):
+        f = lambda x: np.linalg.vector_norm(x, axis=axis, keepdims=keepdims, ord=ord_)
+        np.testing.assert_allclose(cr.jvp(f, (x,), (x,))[0], f(x), rtol=1e-12)
+    check_grads(lambda x: np.linalg.vector_norm(x, axis=axis, ord=ord_), (x,), order=2)
+
+
 def test_norm_closed_form_and_zero():
     x = rng.standard_normal(4)
     np.testing.assert_allclose(cr.grad(np.linalg.norm)(x), x / np.linalg.norm(x))

@@ -397,11 +397,14 @@ def norm(x, ord=None, axis=None, keepdims=False):
 
 @implements(np.linalg.vector_norm)
 def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """The norm of the elements over `axis` (default: all) taken as one vector."""
     x = as_operand(x)
-    if axis is None:
-        return norm(reshape(x, (-1,)), ord, keepdims=False) if not keepdims else reshape(
-            norm(reshape(x, (-1,)), ord), (1,) * x.ndim)
-    return norm(x, ord, axis, keepdims)
+    axes = normalize_axes(axis, x.ndim)
+    moved = np.moveaxis(x, axes, range(-len(axes), 0))
+    out = norm(reshape(moved, moved.shape[:x.ndim - len(axes)] + (-1,)), ord, -1)
+    if keepdims:
+        out = reshape(out, tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    return out
 
 
 @implements(np.linalg.matrix_norm)
