@@ -701,7 +701,7 @@ INTEGER_FLOW = {
     "round": np.round, "clip": lambda x: np.clip(x, 2, 4), "median": np.median,
     "det": lambda x: np.linalg.det(x[:, :2]), "take": lambda x: np.take(x, [0, 2], axis=1),
     "pad": lambda x: np.pad(x, 1), "full_like": lambda x: np.full_like(x, 2.5),
-    "indexed assignment": lambda x: setitem(x, 7, (0,)),
+    "indexed assignment": lambda x: setitem(x, 7, (0,)), "nan_to_num": np.nan_to_num,
 }
 
 

@@ -59,7 +59,9 @@ def sinc(x):
 @implements(np.nan_to_num)
 def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     x = as_operand(x)
-    big = np.finfo(x.dtype).max if np.issubdtype(x.dtype, np.inexact) else None
+    if not np.issubdtype(x.dtype, np.inexact):
+        return x
+    big = np.finfo(x.dtype).max
     x = np.where(np.isnan(x), nan, x)
     x = np.where(np.isposinf(x), big if posinf is None else posinf, x)
     return np.where(np.isneginf(x), -big if neginf is None else neginf, x)
