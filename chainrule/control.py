@@ -224,10 +224,17 @@ def _scan_shape(*avals, body, num_consts, num_carry, length, reverse):
     return carry + [Aval((length,) + av.shape, av.dtype) for av in _out_avals(body)[num_carry:]]
 
 
-def _carry_history(body, num_consts, num_carry):
-    """The body with the carry it receives as an extra output (stacked by scan)."""
+def _carry_history(body, num_consts, num_carry, keep):
+    """The body with the carries it receives (those marked in `keep`) as extra outputs,
+    which scan stacks: the residuals of a linearized scan."""
+    received = body.invars[num_consts:num_consts + num_carry]
     return Graph([], body.invars, body.eqns,
-                 list(body.outvars) + list(body.invars[num_consts:num_consts + num_carry]), [])
+                 list(body.outvars) + [v for v, k in zip(received, keep) if k], [])
+
+
+def _used_vars(graph):
+    return {a for e in graph.eqns for a in e.inputs if isinstance(a, Var)} | {
+        a for a in graph.outvars if isinstance(a, Var)}
 
 
 def _scan_jvp(primals, tangents, outs, body, num_consts, num_carry, length, reverse):
@@ -241,9 +248,14 @@ def _scan_jvp(primals, tangents, outs, body, num_consts, num_carry, length, reve
         if grown == carry_nz:
             break
         carry_nz = grown
-    consts, init, xs = primals[:nc], primals[nc:nc + nk], primals[nc + nk:]
-    history = scan_p.bind(*primals, body=_carry_history(body, nc, nk), num_consts=nc,
-                          num_carry=nk, length=length, reverse=reverse)[len(outs):]
+    consts, xs = primals[:nc], primals[nc + nk:]
+    # The carries each iteration received, as far as the tangent body uses them (none
+    # when the body is linear): one more primal scan that stacks them.
+    used = _used_vars(g)
+    keep = [v in used for v in g.invars[nc:nc + nk]]
+    history = scan_p.bind(*primals, body=_carry_history(body, nc, nk, keep), num_consts=nc,
+                          num_carry=nk, length=length, reverse=reverse)[len(outs):] \
+        if any(keep) else []
     # g's inputs: consts, carry, xs, then tangents of the nonzero ones in that order;
     # the tangent scan wants consts + const tangents | carry tangents | carry, xs, xs tangents
     n_in = len(body.invars)
@@ -251,7 +263,8 @@ def _scan_jvp(primals, tangents, outs, body, num_consts, num_carry, length, reve
     ct_vars = [next(tangent_vars) for z in nonzero[:nc] if z]
     kt_vars = [next(tangent_vars) for z in carry_nz if z]
     xt_vars = list(tangent_vars)
-    order = g.invars[:nc] + ct_vars + kt_vars + g.invars[nc:n_in] + xt_vars
+    received = [v for v, k in zip(g.invars[nc:nc + nk], keep) if k]
+    order = g.invars[:nc] + ct_vars + kt_vars + received + g.invars[nc + nk:n_in] + xt_vars
     tangent_body = Graph([], order, g.eqns, g.outvars, [])
     const_ts = [t for t, z in zip(tangents[:nc], nonzero[:nc]) if z]
     carry_ts = [instantiate(t) for t, z in zip(tangents[nc:nc + nk], carry_nz) if z]
