@@ -314,3 +314,18 @@ def test_golden_source(name):
     if os.environ.get("CHAINRULE_UPDATE_GOLDEN"):
         path.write_text(text)
     assert text == path.read_text()
+
+
+# --------------------------------------------------------------------------- control flow
+
+def test_structured_control_flow_under_jit():
+    def f(x, n):
+        y = cr.fori_loop(0, 3, lambda i, v: v * np.cos(v) + x, x)
+        y = cr.cond(np.sum(y) > 0, lambda a: a * 2.0, lambda a: -a, y)
+        carry, ys = cr.scan(lambda c, xi: (c + np.sin(xi), c * xi), np.zeros(()), y)
+        z = cr.while_loop(lambda s: s[0] < n, lambda s: (s[0] + 1, s[1] * 0.5), (0, carry))
+        return np.sum(ys) + z[1]
+    x = rng.standard_normal(4)
+    n = np.asarray(3)
+    for fun in (f, cr.grad(f)):
+        assert_equal_results(cr.jit(fun)(x, n), fun(x, n))

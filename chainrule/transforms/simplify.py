@@ -12,12 +12,17 @@ strategy in the sense of rewrite-strategy languages (Stratego's `repeat` and `;`
   once per equation per sweep (`repeat` iterates). Symbolic-zero tangents become
   arrays of zeros and cotangent seeds arrays of ones; "uniform" atoms (a scalar, a
   constant array holding one value, a broadcast or reshape of either) let the rules
-  see through them: x*1, x+0, x-0, 0-x, x/1, x**1, mul_zero_safe with a zero, nonzero
-  or finite side (x*0 stays: inf*0 is nan), select on a constant condition, double negation, x + -y, transpose
-  of transpose, reshape of reshape, broadcast of broadcast, identity reshapes,
-  transposes, broadcasts and conversions, broadcast of an operand of an elementwise
-  operation (NumPy broadcasts it for free), sum of a broadcast, and stop_gradient
-  (a value-only graph has no derivatives left to stop).
+  see through them:
+    x*1, x+0, x-0, 0-x, x/1, x**1 (x*0 stays: inf*0 is nan);
+    mul_zero_safe with a zero, nonzero or finite side; select on a constant condition;
+    double negation, x + -y, x - -y, x * -y, c * -x, -(c*x), c * (d*x);
+    (M*u)*v = M*(u*v) and M*u + M*v = M*(u+v) when u and v are smaller than M;
+    a contraction with an identity matrix, or with a transposed operand;
+    transpose of transpose, reshape of reshape, broadcast of broadcast, and the
+    identity reshapes, transposes, broadcasts and conversions;
+    a broadcast or uniform operand of an elementwise operation (NumPy broadcasts it
+    for free); sum of a broadcast or of a uniform array;
+    stop_gradient (a value-only graph has no derivatives left to stop).
 - cse: equal equations on equal inputs are computed once. This is also the forwarding
   of primal values to the derivative: a JVP rule that recomputes `cos(x)` reuses the
   forward pass's `cos(x)`.
@@ -256,6 +261,13 @@ class Rewriter(Builder):
             return a
         return self.bind(shape_ops.broadcast_p, [a], shape=aval.shape)
 
+    def is_identity(self, a) -> bool:
+        """a is a constant identity matrix."""
+        value = self.const_values.get(a) if isinstance(a, Var) else None
+        return (isinstance(value, np.ndarray) and value.ndim == 2
+                and value.shape[0] == value.shape[1] and np.array_equal(
+                    value, np.eye(value.shape[0], dtype=value.dtype)))
+
     def producer(self, a):
         return self.defs.get(a) if isinstance(a, Var) else None
 
@@ -315,6 +327,12 @@ def _rule_multiply(r, x, y, out):
             for d, z in (e.inputs, e.inputs[::-1]):
                 if isinstance(d, Literal) and d.aval.dtype == a.aval.dtype:
                     return r.bind(P["multiply"], [_literal(a.value * d.value, a.aval.dtype), z])
+        if e is not None and e.prim is P["multiply"] and r.single_use(b) and \
+                a.aval.size < out.size:                    # (M * u) * v  ->  M * (u * v)
+            for m, u in (e.inputs, e.inputs[::-1]):
+                if m.aval == out and u.aval.size < out.size and u.aval.dtype == out.dtype \
+                        and a.aval.dtype == out.dtype:
+                    return r.bind(P["multiply"], [m, r.bind(P["multiply"], [u, a])])
         nb = r.negated(b)
         if nb is None:
             continue
@@ -339,6 +357,14 @@ def _rule_add(r, x, y, out):
         return r.fit(x, out)
     if _is(r.uniform(x), 0):
         return r.fit(y, out)
+    ex, ey = r.producer(x), r.producer(y)
+    if ex is not None and ey is not None and ex.prim is ey.prim is P["multiply"] and \
+            r.single_use(x) and r.single_use(y):           # M*u + M*v  ->  M*(u+v)
+        for m, u in (ex.inputs, ex.inputs[::-1]):
+            if m.aval == out and u.aval.size < out.size and m in ey.inputs:
+                v = ey.inputs[1] if ey.inputs[0] is m else ey.inputs[0]
+                if v.aval.size < out.size and u.aval.dtype == v.aval.dtype == out.dtype:
+                    return r.bind(P["multiply"], [m, r.bind(P["add"], [u, v])])
     nx, ny = r.negated(x), r.negated(y)
     if ny is not None:
         return r.bind(P["subtract"], [x, ny])
@@ -372,7 +398,19 @@ def _rule_negative(r, x, out):
 
 
 def _rule_contract(r, a, b, out, spec):
-    """A transposed operand is read through the spec."""
+    """A contraction with an identity matrix relabels the other operand; a transposed
+    operand is read through the spec."""
+    a_idx, b_idx, out_idx = spec
+    for eye, other, eye_idx, other_idx in ((a, b, a_idx, b_idx), (b, a, b_idx, a_idx)):
+        if len(eye_idx) == 2 and r.is_identity(eye):
+            p, q = eye_idx
+            for kept, summed in ((p, q), (q, p)):
+                if summed in other_idx and summed not in out_idx and kept not in other_idx:
+                    relabeled = other_idx.replace(summed, kept)
+                    if sorted(relabeled) == sorted(out_idx) and other.aval.dtype == out.dtype:
+                        perm = tuple(relabeled.index(i) for i in out_idx)
+                        return other if perm == tuple(range(len(perm))) else r.bind(
+                            shape_ops.transpose_p, [other], perm=perm)
     operands, specs = [a, b], list(spec[:2])
     for k, x in enumerate(operands):
         e = r.producer(x)
