@@ -37,9 +37,11 @@ WIDE = rng.standard_normal((2, 2, 4))
 
 # --------------------------------------------------------------------------- solve, inv
 
-@pytest.mark.parametrize("b_shape", [(3,), (3, 2), (2, 3, 2), (1, 3, 1)])
-def test_solve_broadcasting(b_shape):
-    a = spd(STACK)
+@pytest.mark.parametrize("a_batch, b_shape", [
+    ((2,), (3,)), ((2,), (3, 2)), ((2,), (2, 3, 2)), ((2,), (1, 3, 1)), ((), (2, 3, 2)),
+    ((1,), (2, 3, 1))])
+def test_solve_broadcasting(a_batch, b_shape):
+    a = spd(rng.standard_normal(a_batch + (3, 3)))
     b = rng.standard_normal(b_shape)
     np.testing.assert_allclose(cr.jvp(np.linalg.solve, (a, b), (a, b))[0],
                                np.linalg.solve(a, b))
