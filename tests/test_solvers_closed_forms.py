@@ -136,7 +136,7 @@ def test_lasso_derivative_on_and_off_the_support(diff, method):
 
 # --------------------------------------------------------------------------- nonnegative QP
 B = rng.standard_normal((5, 5))
-Q = B @ B.T + np.eye(5)
+Q = 0.3 * B @ B.T + np.eye(5)
 x_target = np.array([1.0, 0.0, 2.0, 0.0, 0.5])
 # p such that x_target is optimal with strict complementarity on its zero entries.
 P = Q @ x_target - np.array([0.0, 1.0, 0.0, 2.0, 0.0])
