@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.core.errors import ConcretizationError, ShapeError
@@ -34,8 +36,9 @@ def spd(n):
 
 def looped(fn, args, axes):
     """The reference: fn applied to each example, results stacked on axis 0."""
+    size = next(np.shape(a)[d] for a, d in zip(args, axes) if d is not None)
     outs = [fn(*[a if d is None else np.take(a, i, axis=d) for a, d in zip(args, axes)])
-            for i in range(B)]
+            for i in range(size)]
     if isinstance(outs[0], tuple):
         return tuple(np.stack([np.asarray(o[k]) for o in outs]) for k in range(len(outs[0])))
     return np.stack([np.asarray(o) for o in outs])
@@ -417,3 +420,36 @@ def test_error_value_dependent_python_control_flow():
         return x if np.sum(x) > 0 else -x
     with pytest.raises(ConcretizationError, match="np.where, chainrule.cond"):
         vmap(f)(normal(3, 2))
+
+
+def test_vmap_composes_with_jit():
+    a = normal(3, 3)
+    f = lambda x: np.tanh(a @ x) * x
+    xs = normal(5, 3)
+    want = np.stack([f(x) for x in xs])
+    np.testing.assert_allclose(cr.jit(vmap(f))(xs), want)
+    np.testing.assert_allclose(vmap(cr.jit(f))(xs), want)
+    per_example = cr.jit(vmap(cr.grad(lambda x: np.sum(f(x)))))(xs)
+    np.testing.assert_allclose(per_example, np.stack([cr.grad(lambda x: np.sum(f(x)))(x)
+                                                      for x in xs]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_random_shapes_and_batch_positions(data):
+    """Broadcasting binary ops, a reduction and a matmul on random shapes, with the
+    batch axis of each operand at a random position (or absent)."""
+    n = data.draw(st.integers(1, 3))
+    shape = tuple(data.draw(st.lists(st.integers(1, 3), min_size=1, max_size=3)))
+    other = shape[len(shape) - data.draw(st.integers(0, len(shape))):]
+    x, y = normal(*shape), normal(*other) if other else normal()
+    axes = (data.draw(st.integers(0, len(shape))),
+            data.draw(st.one_of(st.none(), st.integers(0, len(other)))))
+    w = normal(shape[-1], 2)
+    f = lambda x, y: (np.sum(np.maximum(x, y) * np.exp(y), axis=-1), x @ w)
+    bx = np.stack([x] + [perturb(x) for _ in range(n - 1)], axes[0])
+    by = y if axes[1] is None else np.stack([y] + [perturb(y) for _ in range(n - 1)], axes[1])
+    got = vmap(f, in_axes=axes)(bx, by)
+    want = looped(f, [bx, by], axes)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
