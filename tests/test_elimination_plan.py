@@ -88,7 +88,7 @@ def tensor_program(x, A):
 @pytest.mark.parametrize("order", ["forward", "reverse", "markowitz", "exact", "anneal"])
 def test_tensor_program_in_every_order(order):
     x, A = rng.standard_normal(4), rng.standard_normal((2, 3))
-    p = plan(tensor_program, x, A, order=order, budget_s=0.3)
+    p = plan(tensor_program, x, A, order=order, budget_s=0.3 if order == "anneal" else 60)
     J = p.jacobian(x, A)
     _assert_same(J, cr.jacfwd(tensor_program, argnums=(0, 1))(x, A))
     _assert_same(J, cr.jacrev(tensor_program, argnums=(0, 1))(x, A))
@@ -209,3 +209,18 @@ def test_error_exact_search_on_a_large_graph():
     task = T.TASKS["RoeFlux_1d"]
     with pytest.raises(ChainruleError, match="exact search is limited"):
         plan(task.fun, *task.args(rng), order="exact")
+
+
+def test_error_exact_search_out_of_time():
+    x, A = rng.standard_normal(4), rng.standard_normal((2, 3))
+    with pytest.raises(ChainruleError, match="did not finish within 0.0 s"):
+        plan(tensor_program, x, A, order="exact", budget_s=0.0)
+
+
+def test_search_never_returns_worse_than_the_classical_orders(capsys):
+    task = T.TASKS["HumanHeartDipole"]
+    p = plan(task.fun, *task.args(rng), search="auto", budget_s=0.5, progress=True)
+    assert p.cost <= min(p.costs.values())
+    assert "best" in capsys.readouterr().err          # the progress bar
+    again = plan(task.fun, *task.args(rng), search="anneal", budget_s=0.5, seed=3)
+    assert again.cost <= min(again.costs.values())

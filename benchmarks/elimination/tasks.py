@@ -301,6 +301,34 @@ def g_args(rng, batch=()):
     return tuple(c + rng.uniform(-0.005, 0.005, batch) for c in G_POINT)
 
 
+# --------------------------------------------------------------------------- MLP
+
+def _layer_norm(x, gamma, beta):
+    mu = np.mean(x)
+    sigma = np.sum((x - mu) ** 2) / x.shape[0]
+    return (x - mu) / np.sqrt(sigma + 1e-6) * gamma + beta
+
+
+def mlp(x, y, W1, b1, W2, b2, gamma, beta):
+    """Squared error of a two-layer tanh perceptron with a layer norm (after Graphax's
+    `Perceptron`), differentiated with respect to everything: a tensor task."""
+    a1 = np.tanh(W1 @ x + b1)
+    a1 = _layer_norm(a1, gamma, beta)
+    a2 = np.tanh(W2 @ a1 + b2)
+    e = (a2 - y) ** 2
+    return 0.5 * np.sum(e)
+
+
+MLP_SIZES = (4, 8, 4)   # input, hidden, output
+
+
+def mlp_args(rng, batch=()):
+    n_in, n_hid, n_out = MLP_SIZES
+    shapes = [(n_in,), (n_out,), (n_hid, n_in), (n_hid,), (n_out, n_hid), (n_out,),
+              (n_hid,), (n_hid,)]
+    return tuple(rng.standard_normal(batch + s) * 0.5 for s in shapes)
+
+
 # --------------------------------------------------------------------------- registry
 
 @dataclass(frozen=True)
@@ -321,4 +349,5 @@ TASKS = {
     "PropaneCombustion": Task(propane_combustion, propane_combustion_args,
                               (62, 151, 90, 111, 88)),
     "g": Task(g, g_args, (105, 632, 566, 451, 417)),
+    "MLP": Task(mlp, mlp_args),
 }

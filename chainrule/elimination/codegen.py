@@ -155,7 +155,8 @@ class Emitter:
         elif after.layout == "diagonal":
             code, layout = f"{_column(a, mid_shape)} * {b}", "matrix"
         elif before.layout == "diagonal":
-            code, layout = f"{a} * {_column(b, mid_shape)}.T", "matrix"
+            row = b if _is_literal(b) else f"{_column(b, mid_shape)}.T"
+            code, layout = f"{a} * {row}", "matrix"
         else:
             code, layout = f"{a} @ {b}", "matrix"
         self.emit([name], [a, b], f"{name} = {code}")

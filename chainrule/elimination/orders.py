@@ -17,8 +17,10 @@ import time
 from ..core.errors import ChainruleError
 from .engine import Elimination, Topology, order_cost
 
-#: Largest number of eliminable vertices for the exact search (2^n subsets).
+#: Largest number of eliminable vertices for the exact search (2^n subsets), and the
+#: size up to which "auto" uses it.
 EXACT_LIMIT = 22
+AUTO_EXACT_LIMIT = 12
 
 
 def forward(topo: Topology, free_constants=False, **_) -> list:
@@ -200,10 +202,12 @@ class _Walk:
             self.snaps[last] = state
 
 
-def exact(topo: Topology, free_constants=False, **_) -> list:
+def exact(topo: Topology, free_constants=False, budget_s=None, **_) -> list:
     """The optimal order by dynamic programming over the sets of eliminated vertices
     (the graph left after eliminating a set does not depend on the order, only its
-    cost does). Exponential: for graphs of at most EXACT_LIMIT eliminable vertices."""
+    cost does). Exponential: for graphs of at most EXACT_LIMIT eliminable vertices,
+    and it stops with an error when it outruns `budget_s`."""
+    start = time.perf_counter()
     eliminable = topo.eliminable()
     if len(eliminable) > EXACT_LIMIT:
         raise ChainruleError(
@@ -215,6 +219,10 @@ def exact(topo: Topology, free_constants=False, **_) -> list:
     for _ in eliminable:
         nxt = {}
         for mask, state in frontier.items():
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                raise ChainruleError(
+                    f"exact search did not finish within {budget_s} s; raise budget_s or "
+                    f"use search='anneal'")
             base = best[mask][0]
             for v in eliminable:
                 bit = 1 << index[v]
@@ -247,7 +255,7 @@ def search(topo: Topology, method="anneal", budget_s=5.0, seed=0, free_constants
     """The best order found by `method` ("greedy", "beam", "anneal", "exact" or "auto":
     exact when small enough, else greedy and beam seeding annealing)."""
     if method == "auto":
-        if len(topo.eliminable()) <= EXACT_LIMIT:
+        if len(topo.eliminable()) <= AUTO_EXACT_LIMIT:
             return exact(topo, free_constants)
         start = time.perf_counter()
         seeds = [best_classical(topo, free_constants), greedy(topo, free_constants),
