@@ -491,10 +491,18 @@ def _while_tangent_transpose(cts, *args, cond, body, tangent_body, num_cond_cons
                                          for t, c in zip(const_ts + carry_ts, out)]
 
 
+def _no_second_order(*args, **params):
+    raise NonDifferentiableError(
+        "second derivatives through while_loop are supported when values are known "
+        "(eager mode), not inside jit or vmap, where the trip count is unknown while "
+        "tracing. Use fori_loop or scan (static length), or take the outer derivative "
+        "outside jit/vmap.")
+
+
 while_tangent_p = primitive(
     "while_loop_tangent", _while_tangent_impl,
     lambda *avals, tangent_body, **params: _out_avals(tangent_body),
-    multiple_results=True, transpose=_while_tangent_transpose)
+    multiple_results=True, jvp=_no_second_order, transpose=_while_tangent_transpose)
 # The while_tangent_p primitive, for code generators:
 # while_loop_tangent[cond, body, tangent_body, num_cond_consts, num_body_consts]
 # *cond_consts *body_consts *init *const_tangents *carry_tangents -> *carry_tangents.
@@ -523,7 +531,8 @@ def _while_tangent_transpose_impl(*args, cond, body, transposed, num_cond_consts
 
 while_tangent_transpose_p = primitive(
     "while_loop_tangent_transpose", _while_tangent_transpose_impl,
-    lambda *avals, transposed, **params: _out_avals(transposed), multiple_results=True)
+    lambda *avals, transposed, **params: _out_avals(transposed), multiple_results=True,
+    jvp=_no_second_order)
 # The while_tangent_transpose_p primitive, for code generators:
 # while_loop_tangent_transpose[cond, body, transposed, num_cond_consts, num_body_consts]
 # *cond_consts *body_consts *init *carry_tangent_cts -> *const_tangent_cts *carry_tangent_cts.

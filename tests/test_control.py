@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.core.errors import ShapeError
+from chainrule.core.errors import NonDifferentiableError, ShapeError
 from chainrule.test_util import check_grads
 
 rng = np.random.default_rng(0)
@@ -320,3 +320,10 @@ def test_derivatives_of_loops_inside_jit():
         np.testing.assert_allclose(got, want, rtol=1e-12)
     g = lambda x: np.sum(cr.fori_loop(0, 5, lambda i, c: np.sin(c) * 1.1 + i * 0.1, x) ** 2)
     np.testing.assert_allclose(cr.jit(cr.hessian(g))(x), cr.hessian(g)(x), rtol=1e-12)
+
+
+def test_error_second_order_through_while_loop_inside_jit():
+    f = lambda x: np.sum(doubling(x, 30.0) ** 2)
+    with pytest.raises(NonDifferentiableError, match="not inside jit or vmap"):
+        cr.jit(cr.hessian(f))(np.array([0.3, 0.2]))
+    np.testing.assert_allclose(cr.hessian(f)(np.array([0.3, 0.2])), 2 * 4.0 ** 4 * np.eye(2))
