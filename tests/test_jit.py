@@ -329,3 +329,7 @@ def test_structured_control_flow_under_jit():
     n = np.asarray(3)
     for fun in (f, cr.grad(f)):
         assert_equal_results(cr.jit(fun)(x, n), fun(x, n))
+    text = cr.source(f, x, n)         # loops and branches as Python, bodies as functions
+    assert "consts" not in text and "def scan_body(" in text and "def while_body(" in text
+    assert "    for " in text and "    while while_cond(" in text and " if " in text
+    check_grads(cr.jit(lambda x: f(x, n)), (x,), order=1)

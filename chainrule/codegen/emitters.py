@@ -10,7 +10,9 @@ also name the ufunc it calls, which lets the code generator pass `out=` to reuse
 dead buffer, and say whether its result is a view of its first operand.
 
 Primitives without an entry are called through their implementation (a constant of
-the generated module); `EMITTERS` covers every primitive of `chainrule.ops`.
+the generated module); `EMITTERS` covers every primitive of `chainrule.ops` and the
+structured control flow (scan, while_loop, cond, checkpoint), whose sub-graphs become
+functions of the module (`ctx.function`) called from a Python loop or branch.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import control
 from ..ops import contraction, elementwise, linalg, reductions, shape
 
 NAMESPACE = "np"
@@ -206,3 +209,62 @@ _register(linalg.svd_p, lambda ctx, a, hermitian:
           f"{NAMESPACE}.linalg.svd({a}, full_matrices=False, hermitian={hermitian})")
 _register(linalg.norm2_p,
           lambda ctx, x, axes: f"{NAMESPACE}.sqrt({_reduction('sum')(ctx, f'{x} * {x}', axes)})")
+
+
+# --------------------------------------------------------------------------- control flow
+
+def _targets(names) -> str:
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def _carries(ctx, n) -> list:
+    """Names for the loop-carried values: the outputs, fresh where an output is unused
+    (the loop still needs it)."""
+    return [o if o != "_" else ctx.fresh() for o in ctx.outs[:n]]
+
+
+def _scan(ctx, *args, body, num_consts, num_carry, length, reverse):
+    fn = ctx.function(body, "scan_body")
+    consts = list(args[:num_consts])
+    init, xs = args[num_consts:num_consts + num_carry], args[num_consts + num_carry:]
+    carry = _carries(ctx, num_carry)
+    ys = ctx.outs[num_carry:]
+    y_avals = [v.aval for v in body.outvars[num_carry:]]
+    step = [ctx.fresh() if y != "_" else "_" for y in ys]
+    i = ctx.fresh()
+    lines = [f"{c} = {v}" for c, v in zip(carry, init)]
+    lines += [f"{y} = {NAMESPACE}.empty({(length,) + av.shape!r}, {dtype_source(av.dtype)})"
+              for y, av in zip(ys, y_avals) if y != "_"]
+    order = f"range({length - 1}, -1, -1)" if reverse else f"range({length})"
+    call = f"{fn}({', '.join(consts + carry + [f'{x}[{i}]' for x in xs])})"
+    lines += [f"for {i} in {order}:", f"    {_targets(carry + step) or '_'} = {call}"]
+    lines += [f"    {y}[{i}] = {s}" for y, s in zip(ys, step) if y != "_"]
+    return lines
+
+
+def _while(ctx, *args, cond, body, num_cond_consts, num_body_consts):
+    test = ctx.function(cond, "while_cond")
+    step = ctx.function(body, "while_body")
+    cc = list(args[:num_cond_consts])
+    bc = list(args[num_cond_consts:num_cond_consts + num_body_consts])
+    init = args[num_cond_consts + num_body_consts:]
+    carry = _carries(ctx, len(init))
+    return [f"{_targets(carry)} = {_targets(list(init))}",
+            f"while {test}({', '.join(cc + carry)})[0]:",
+            f"    {_targets(carry)} = {step}({', '.join(bc + carry)})"]
+
+
+def _cond(ctx, pred, *operands, branches):
+    false_fn = ctx.function(branches[0], "if_false")
+    true_fn = ctx.function(branches[1], "if_true")
+    return f"({true_fn} if {pred} else {false_fn})({', '.join(operands)})"
+
+
+def _checkpoint(ctx, *args, graph):
+    return f"{ctx.function(graph, 'checkpointed')}({', '.join(args)})"
+
+
+_register(control.scan_p, _scan, view=True)
+_register(control.while_p, _while, view=True)
+_register(control.cond_p, _cond, view=True)
+_register(control.checkpoint_p, _checkpoint, view=True)

@@ -223,37 +223,78 @@ class Constants:
 class _Context:
     """What an emitter may ask about the equation it writes."""
 
-    def __init__(self, gen, k, e, out):
-        self.gen, self.k, self.eqn, self.out = gen, k, e, out
+    def __init__(self, gen, k, e, outs):
+        self.gen, self.k, self.eqn = gen, k, e
+        self.outs, self.out = outs, outs[0]
         self.in_avals = [a.aval for a in e.inputs]
         self.out_aval = e.outputs[0].aval
 
     def const(self, value) -> str:
-        return self.gen.consts(value, "index" if isinstance(value, tuple) else "k")
+        return self.gen.module.consts(value, "index" if isinstance(value, tuple) else "k")
 
     def may_overwrite(self, i) -> bool:
         return self.gen.may_overwrite(self.k, self.eqn.inputs[i], self.out_aval)
+
+    def fresh(self) -> str:
+        return self.gen.module.names.fresh()
+
+    def function(self, graph: Graph, hint: str) -> str:
+        """The name of a module-level function computing a closed sub-graph (its
+        inputs are the parameters; it returns a tuple of its outputs)."""
+        return self.gen.module.function(graph, hint)
 
 
 def _fallback(prim, params) -> Emitter:
     """Calls the primitive's implementation, a constant of the module."""
     def emit(ctx, *args, **_):
         impl = functools.partial(prim.impl, **params)
-        name = ctx.gen.consts(impl, f"impl_{prim.name}", note=f"{prim.name} (chainrule)")
+        name = ctx.gen.module.consts(impl, f"impl_{prim.name}",
+                                     note=f"{prim.name} (chainrule)")
         return f"{name}({', '.join(args)})"
     return Emitter(emit, view=True)
 
 
 # --------------------------------------------------------------------------- the generator
 
-class _Generator:
-    """Liveness and buffer ownership of a graph's Vars, and its statements."""
+class _Module:
+    """The module being written: one namespace of names for all its functions (so a
+    local never shadows a constant or a helper), its constants and helper functions."""
 
-    def __init__(self, graph: Graph, names: Names, release_bytes: int):
-        self.graph = graph
+    def __init__(self, release_bytes):
+        self.names = Names()
+        self.consts = Constants(self.names)
+        self.helpers: list = []
         self.release_bytes = release_bytes
-        self.names = names
-        self.consts = Constants(names)
+
+    def function(self, graph: Graph, hint: str) -> str:
+        from ..transforms.simplify import simplify
+        name = self.names.claim(hint)
+        gen = _Generator(simplify(graph), self)
+        params = [self.names.fresh() for _ in gen.graph.invars]
+        gen.name_of.update(zip(gen.graph.invars, params))
+        body = gen.statements()
+        results = [gen.result(a) for a in gen.graph.outvars]
+        body.append("return (" + ", ".join(results) + ("," if len(results) == 1 else "")
+                    + ")")
+        self.helpers.append(_def(name, params, body))
+        return name
+
+
+def _def(name, params, body) -> list:
+    return ["", "", f"def {name}({', '.join(params)}):"] + ["    " + b for b in body]
+
+
+class _Generator:
+    """Liveness and buffer ownership of a graph's Vars, and its statements.
+
+    Every Var has the set of buffers (owning Vars) it may share memory with: its own
+    for results made by the function, none for arguments and constants (never ours to
+    write), those of its operands for views."""
+
+    def __init__(self, graph: Graph, module: _Module):
+        self.graph = graph
+        self.module = module
+        self.release_bytes = module.release_bytes
         self.name_of: dict = {}
         self.outputs = {a for a in graph.outvars if isinstance(a, Var)}
         self.last_use: dict = {}
@@ -263,18 +304,21 @@ class _Generator:
                     self.last_use[a] = k
         for a in self.outputs:
             self.last_use[a] = len(graph.eqns)
-        self.root: dict = {v: None for v in graph.invars + graph.constvars}
+        self.buffers: dict = {v: frozenset() for v in graph.invars + graph.constvars}
         self.producer: dict = {}
         for e in graph.eqns:
             self.producer.update((v, e) for v in e.outputs)
-            first = e.inputs[0] if e.inputs else None
-            view = self.emitter(e).view
-            for v in e.outputs:
-                self.root[v] = self.root.get(first) if view else v
-        self.root_last: dict = {}      # owning Var -> last use of it or of any view of it
-        for v, r in self.root.items():
-            if r is not None:
-                self.root_last[r] = max(self.root_last.get(r, -1), self.last_use.get(v, -1))
+            if self.emitter(e).view:
+                shared = frozenset().union(*[self.buffers[a] for a in e.inputs
+                                             if isinstance(a, Var)])
+                self.buffers.update((v, shared) for v in e.outputs)
+            else:
+                self.buffers.update((v, frozenset([v])) for v in e.outputs)
+        self.buffer_last: dict = {}    # owning Var -> last use of any Var sharing it
+        for v, owners in self.buffers.items():
+            for r in owners:
+                self.buffer_last[r] = max(self.buffer_last.get(r, -1),
+                                          self.last_use.get(v, -1))
 
     @staticmethod
     def emitter(e) -> Emitter:
@@ -286,27 +330,28 @@ class _Generator:
     def may_overwrite(self, k, a, out_aval) -> bool:
         """Whether equation k may write its result into operand a's buffer: made here,
         large, last used by k, not viewed after k, same shape and dtype."""
-        return (isinstance(a, Var) and self.root.get(a) is a and a not in self.outputs
-                and self.root_last.get(a) == k and a.aval == out_aval and a.aval.ndim >= 1
+        return (isinstance(a, Var) and self.buffers.get(a) == {a} and a not in self.outputs
+                and self.buffer_last.get(a) == k and a.aval == out_aval and a.aval.ndim >= 1
                 and self.nbytes(a) >= self.release_bytes)
 
     def releases(self, v) -> bool:
-        r = self.root.get(v)
-        return r is not None and v not in self.outputs and max(
-            self.nbytes(v), self.nbytes(r)) >= self.release_bytes
+        owners = self.buffers.get(v)
+        return bool(owners) and v not in self.outputs and max(
+            [self.nbytes(v)] + [self.nbytes(r) for r in owners]) >= self.release_bytes
 
     def atom(self, a, others=()) -> str:
         return literal_source(a, others) if isinstance(a, Literal) else self.name_of[a]
 
     def statements(self) -> list:
+        names = self.module.names
         lines, current = [], None
         for k, e in enumerate(self.graph.eqns):
             emitter = self.emitter(e)
-            outs = [self.names.claim(v.hint) if v.hint else self.names.fresh()
+            outs = [names.claim(v.hint) if v.hint else names.fresh()
                     if v in self.last_use else "_" for v in e.outputs]
             dtypes = [a.aval.dtype for a in e.inputs if isinstance(a, Var)]
             args = [self.atom(a, dtypes) for a in e.inputs]
-            ctx = _Context(self, k, e, outs[0])
+            ctx = _Context(self, k, e, outs)
             reused = None
             if emitter.ufunc is not None:
                 reused = next((i for i, a in enumerate(e.inputs)
@@ -323,7 +368,7 @@ class _Generator:
                 lines.append(_comment(e.source))
             current = where
             lines.extend(code)
-            self.name_of.update(zip(e.outputs, outs))
+            self.name_of.update(zip(e.outputs, ctx.outs))
             dead = [self.name_of[a] for a in dict.fromkeys(e.inputs)
                     if isinstance(a, Var) and self.last_use.get(a) == k and self.releases(a)
                     and (reused is None or a is not e.inputs[reused])]
@@ -339,7 +384,7 @@ class _Generator:
         if a in self.graph.invars:
             return text
         made_by = self.producer.get(a)
-        if self.root.get(a) is None or made_by is not None and made_by.prim.name == \
+        if not self.buffers.get(a) or made_by is not None and made_by.prim.name == \
                 "broadcast_to":
             return f"{NAMESPACE}.array({text})"
         return text
@@ -353,9 +398,10 @@ def generate(graph: Graph, name="f", args=None, out_tree=None,
     dicts (the function then takes them as such and unpacks the leaves); None to take
     the leaves as parameters. out_tree: the TreeDef of the result (built in the
     source), or None to return a tuple of the outputs."""
-    names = Names()
+    module = _Module(release_bytes)
+    names = module.names
     name = names.claim(identifier(name))
-    gen = _Generator(graph, names, release_bytes)
+    gen = _Generator(graph, module)
     head = []
     if args is None:
         params = [names.claim(v.hint or f"x{i}") for i, v in enumerate(graph.invars)]
@@ -370,17 +416,19 @@ def generate(graph: Graph, name="f", args=None, out_tree=None,
                 gen.name_of[v] = names.claim(hint)
                 head.append(f"{gen.name_of[v]} = {expr}")
     for v, c in zip(graph.constvars, graph.consts):
-        gen.name_of[v] = gen.consts(c)
+        gen.name_of[v] = module.consts(c)
     body = head + gen.statements()
     results = [gen.result(a) for a in graph.outvars]
     ret = tree_source(out_tree, results) if out_tree is not None else \
         "(" + ", ".join(results) + ("," if len(results) == 1 else "") + ")"
     body.append(f"return {ret}")
-    lines = [f"import numpy as {NAMESPACE}", ""]
-    if gen.consts.lines:
-        lines += gen.consts.lines + [""]
-    lines += ["", f"def {name}({', '.join(params)}):"] + ["    " + b for b in body]
-    return GeneratedModule("\n".join(lines) + "\n", name, gen.consts.values)
+    lines = [f"import numpy as {NAMESPACE}"]
+    if module.consts.lines:
+        lines += [""] + module.consts.lines
+    for helper in module.helpers:
+        lines += helper
+    lines += _def(name, params, body)
+    return GeneratedModule("\n".join(lines) + "\n", name, module.consts.values)
 
 
 def _leaf_paths(treedef: TreeDef, expr: str, hint: str):
