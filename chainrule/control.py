@@ -147,7 +147,11 @@ def _without_consts(graph, consts):
     constants are arrays made while tracing (zeros), baked in as Literals."""
     if not consts:
         return graph
-    assert not any(isinstance(c, Tracer) for c in consts), "a sub-graph captured a tracer"
+    if any(isinstance(c, Tracer) for c in consts):
+        raise NonDifferentiableError(
+            "a derivative rule used inside cond/scan/while_loop/checkpoint refers to a "
+            "traced value from outside the loop body; pass that value to the custom "
+            "rule's function as an argument instead of closing over it")
     k = len(consts)
     env = {v: Literal(c) for v, c in zip(graph.invars[:k], consts)}
     sub = lambda a: env.get(a, a) if isinstance(a, Var) else a
@@ -180,7 +184,7 @@ def transpose_graph(graph, linear, args, out_cts):
     return [instantiate(c) for c in backward_pass(lin_graph, out_cts)]
 
 
-def transposed_graph_of(graph, linear, out_nonzero=None):
+def transposed_graph_of(graph, linear):
     """Closed graph: (*values of the non-linear inputs, *cotangents of the outputs) ->
     cotangents of the linear inputs."""
     res_avals = [v.aval for v, lin in zip(graph.invars, linear) if not lin]
@@ -610,47 +614,48 @@ def while_loop(cond_fun, body_fun, init_val):
 
 # --------------------------------------------------------------------------- cond
 
-def _cond_impl(pred, *args, branches):
-    return _run_arrays(branches[int(bool(pred))], list(args))
+def _cond_impl(pred, *args, true_branch, false_branch):
+    return _run_arrays(true_branch if pred else false_branch, list(args))
 
 
-def _cond_shape(pred, *avals, branches):
+def _cond_shape(pred, *avals, true_branch, false_branch):
     if pred.shape != ():
         raise ShapeError(f"cond: the predicate must be a scalar, got shape {pred.shape}")
-    return _out_avals(branches[1])
+    return _out_avals(true_branch)
 
 
-def _cond_jvp(primals, tangents, outs, branches):
+def _cond_jvp(primals, tangents, outs, true_branch, false_branch):
     nonzero = [not isinstance(t, Zero) for t in tangents[1:]]
     float_outs = [aval_of(o).is_float for o in outs]
-    jvps = tuple(jvp_graph_of(b, nonzero, force=float_outs)[0] for b in branches)
+    jvp_of = lambda b: jvp_graph_of(b, nonzero, force=float_outs)[0]
     res = iter(cond_p.bind(primals[0], *primals[1:],
-                           *[t for t, z in zip(tangents[1:], nonzero) if z], branches=jvps))
+                           *[t for t, z in zip(tangents[1:], nonzero) if z],
+                           true_branch=jvp_of(true_branch), false_branch=jvp_of(false_branch)))
     return [next(res) if f else Zero(aval_of(o)) for o, f in zip(outs, float_outs)]
 
 
-def _cond_transpose(cts, pred, *args, branches):
+def _cond_transpose(cts, pred, *args, true_branch, false_branch):
     linear = [is_undefined(a) for a in args]
     cts = [instantiate(c) for c in cts]
-    transposed = tuple(transposed_graph_of(b, linear) for b in branches)
     res = iter(cond_p.bind(pred, *[a for a in args if not is_undefined(a)], *cts,
-                           branches=transposed))
+                           true_branch=transposed_graph_of(true_branch, linear),
+                           false_branch=transposed_graph_of(false_branch, linear)))
     return [None] + [next(res) if lin else None for lin in linear]
 
 
-def _cond_batch(args, dims, branches):
+def _cond_batch(args, dims, true_branch, false_branch):
     size = batch_size(args, dims)
     pred, pred_dim = args[0], dims[0]
     if pred_dim is None:
-        batched = tuple(batch_graph(b, dims[1:], size, [0] * len(b.outvars))[0]
-                        for b in branches)
-        outs = cond_p.bind(pred, *args[1:], branches=batched)
+        batched = lambda b: batch_graph(b, dims[1:], size, [0] * len(b.outvars))[0]
+        outs = cond_p.bind(pred, *args[1:], true_branch=batched(true_branch),
+                           false_branch=batched(false_branch))
         return outs, [0] * len(outs)
     # A batched predicate: both branches for every example, then a select.
-    results = [batch_eval(b, [], args[1:], dims[1:], size) for b in branches]
     pred = batch_to_front(pred, pred_dim)
     outs = []
-    for (f, fd), (t, td) in zip(zip(*results[0]), zip(*results[1])):
+    for t, td, f, fd in zip(*batch_eval(true_branch, [], args[1:], dims[1:], size),
+                            *batch_eval(false_branch, [], args[1:], dims[1:], size)):
         t, f = move_batch_axis(t, td, 0, size), move_batch_axis(f, fd, 0, size)
         outs.append(np.where(np.reshape(pred, (size,) + (1,) * (np.ndim(t) - 1)), t, f))
     return outs, [0] * len(outs)
@@ -659,9 +664,9 @@ def _cond_batch(args, dims, branches):
 cond_p = primitive("cond", _cond_impl, _cond_shape, multiple_results=True, jvp=_cond_jvp,
                    transpose=_cond_transpose, batch=_cond_batch)
 # The cond_p primitive, for code generators:
-# cond[branches=(false_graph, true_graph)] pred *operands -> *outs.
-# Both branches are closed Graphs with the same inputs and output avals.
-# Python: outs = branches[int(bool(pred))](*operands).
+# cond[true_branch, false_branch] pred *operands -> *outs. Both branches are closed
+# Graphs with the same inputs and output avals.
+# Python: outs = (true_branch if pred else false_branch)(*operands).
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -695,7 +700,7 @@ def cond(pred, true_fun, false_fun, *operands):
     true_g = Graph([], tg.invars[:nt] + [Var(aval_of(c)) for c in fc] + tg.invars[nt:],
                    tg.eqns, tg.outvars, [])
     false_g = Graph([], [Var(aval_of(c)) for c in tc] + fg.invars, fg.eqns, fg.outvars, [])
-    outs = cond_p.bind(pred, *tc, *fc, *leaves, branches=(false_g, true_g))
+    outs = cond_p.bind(pred, *tc, *fc, *leaves, true_branch=true_g, false_branch=false_g)
     return tree_unflatten(out_trees[0], outs)
 
 

@@ -277,7 +277,7 @@ def test_grad_of_vmap_of_fori_loop():
 
 def test_graph_prints_sub_graphs():
     text = str(cr.make_graph(lambda x: branchy(x, np.ones(3)))(normal(3)))
-    assert "cond[branches=" in text and "sin" in text and "cos" in text
+    assert "cond[true_branch=" in text and "false_branch=" in text and "sin" in text and "cos" in text
 
 
 def test_error_carry_changes_dtype():
