@@ -16,6 +16,8 @@ otherwise) with `linear_tol`, `linear_maxiter` and the Neumann step `alpha`.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .common import SolverOptionError, check_choice, ravel_tree
 from .first_order import gradient_descent, momentum, proximal_gradient
 from .fixed_point import fixed_point_iteration
@@ -36,19 +38,17 @@ def _linear(solve, n, symmetric, linear_tol, linear_maxiter, alpha, on_nonconver
 
 
 def _run(name, build, user_fn, x0, theta, *, diff, tol, on_nonconvergence, return_info,
-         symmetric, solve, linear_tol, linear_maxiter, alpha, wrap_fn, post=None):
+         symmetric, solve, linear_tol, linear_maxiter, alpha, wrap_fn):
     """Flattens x0, builds the solver on the flat problem, differentiates, unflattens.
-    build(flat_fn, linear) -> Solver; wrap_fn turns user_fn into its flat version."""
+    build(flat_fn, linear) -> Solver; wrap_fn(user_fn, unravel) is the flat user_fn."""
     flat0, unravel = ravel_tree(x0)
     linear = _linear(solve, flat0.shape[0], symmetric, linear_tol, linear_maxiter, alpha,
                      on_nonconvergence)
-    solver = build(wrap_fn(user_fn, unravel), linear)
+    flat_fn = wrap_fn(user_fn, unravel)
+    solver = build(flat_fn, linear)
     x, info = differentiate(name, solver.run, solver.optimality, solver.step, flat0, theta,
                             diff=diff, tol=tol, on_nonconvergence=on_nonconvergence,
-                            linear=linear, user_fn=lambda x, th: wrap_fn(user_fn, unravel)(
-                                ravel_tree(x)[0], th))
-    if post is not None:
-        x = post(x, theta)
+                            linear=linear, user_fn=flat_fn)
     x = unravel(x)
     return (x, info) if return_info else x
 
@@ -131,10 +131,8 @@ def root(F, x0, theta=(), *, diff="implicit", maxiter=50, tol=1e-8, solve=None,
         wrap_fn=_vector_fn)
 
 
-def _splitting(name, make_map, prox_f, prox_g, x0, theta_f, theta_g, step_size, state0,
-               **options):
+def _splitting(make_map, prox_f, prox_g, theta_f, theta_g, step_size, state0, **options):
     T, solution = make_map(prox_f, prox_g, step_size)
-    options.setdefault("solve", None)
     x = fixed_point(T, state0, (theta_f, theta_g), **options)
     x, info = x if options.get("return_info") else (x, None)
     x = solution(x, (theta_f, theta_g))
@@ -145,13 +143,12 @@ def douglas_rachford(prox_f, prox_g, x0, theta_f=None, theta_g=None, *, step_siz
                      **options):
     """argmin_x f(x; theta_f) + g(x; theta_g) by Douglas-Rachford splitting from the
     proximal operators of f and g (1-D x); options as for fixed_point."""
-    return _splitting("douglas_rachford", douglas_rachford_map, prox_f, prox_g, x0,
-                      theta_f, theta_g, step_size, x0, **options)
+    return _splitting(douglas_rachford_map, prox_f, prox_g, theta_f, theta_g, step_size,
+                      x0, **options)
 
 
 def admm(prox_f, prox_g, x0, theta_f=None, theta_g=None, *, step_size=1.0, **options):
     """argmin_x f(x; theta_f) + g(x; theta_g) by ADMM on x = y (step_size = 1/rho) from
     the proximal operators of f and g (1-D x); options as for fixed_point."""
-    import numpy as np
-    return _splitting("admm", admm_map, prox_f, prox_g, x0, theta_f, theta_g, step_size,
+    return _splitting(admm_map, prox_f, prox_g, theta_f, theta_g, step_size,
                       np.concatenate([x0, np.zeros_like(x0)]), **options)
