@@ -614,48 +614,47 @@ def while_loop(cond_fun, body_fun, init_val):
 
 # --------------------------------------------------------------------------- cond
 
-def _cond_impl(pred, *args, true_branch, false_branch):
-    return _run_arrays(true_branch if pred else false_branch, list(args))
+def _cond_impl(pred, *args, branches):
+    return _run_arrays(branches[1] if pred else branches[0], list(args))
 
 
-def _cond_shape(pred, *avals, true_branch, false_branch):
+def _cond_shape(pred, *avals, branches):
     if pred.shape != ():
         raise ShapeError(f"cond: the predicate must be a scalar, got shape {pred.shape}")
-    return _out_avals(true_branch)
+    return _out_avals(branches[1])
 
 
-def _cond_jvp(primals, tangents, outs, true_branch, false_branch):
+def _cond_jvp(primals, tangents, outs, branches):
     nonzero = [not isinstance(t, Zero) for t in tangents[1:]]
     float_outs = [aval_of(o).is_float for o in outs]
-    jvp_of = lambda b: jvp_graph_of(b, nonzero, force=float_outs)[0]
+    jvps = tuple(jvp_graph_of(b, nonzero, force=float_outs)[0] for b in branches)
     res = iter(cond_p.bind(primals[0], *primals[1:],
-                           *[t for t, z in zip(tangents[1:], nonzero) if z],
-                           true_branch=jvp_of(true_branch), false_branch=jvp_of(false_branch)))
+                           *[t for t, z in zip(tangents[1:], nonzero) if z], branches=jvps))
     return [next(res) if f else Zero(aval_of(o)) for o, f in zip(outs, float_outs)]
 
 
-def _cond_transpose(cts, pred, *args, true_branch, false_branch):
+def _cond_transpose(cts, pred, *args, branches):
     linear = [is_undefined(a) for a in args]
     cts = [instantiate(c) for c in cts]
+    transposed = tuple(transposed_graph_of(b, linear) for b in branches)
     res = iter(cond_p.bind(pred, *[a for a in args if not is_undefined(a)], *cts,
-                           true_branch=transposed_graph_of(true_branch, linear),
-                           false_branch=transposed_graph_of(false_branch, linear)))
+                           branches=transposed))
     return [None] + [next(res) if lin else None for lin in linear]
 
 
-def _cond_batch(args, dims, true_branch, false_branch):
+def _cond_batch(args, dims, branches):
     size = batch_size(args, dims)
     pred, pred_dim = args[0], dims[0]
     if pred_dim is None:
-        batched = lambda b: batch_graph(b, dims[1:], size, [0] * len(b.outvars))[0]
-        outs = cond_p.bind(pred, *args[1:], true_branch=batched(true_branch),
-                           false_branch=batched(false_branch))
+        batched = tuple(batch_graph(b, dims[1:], size, [0] * len(b.outvars))[0]
+                        for b in branches)
+        outs = cond_p.bind(pred, *args[1:], branches=batched)
         return outs, [0] * len(outs)
     # A batched predicate: both branches for every example, then a select.
     pred = batch_to_front(pred, pred_dim)
+    false_outs, true_outs = (batch_eval(b, [], args[1:], dims[1:], size) for b in branches)
     outs = []
-    for t, td, f, fd in zip(*batch_eval(true_branch, [], args[1:], dims[1:], size),
-                            *batch_eval(false_branch, [], args[1:], dims[1:], size)):
+    for f, fd, t, td in zip(*false_outs, *true_outs):
         t, f = move_batch_axis(t, td, 0, size), move_batch_axis(f, fd, 0, size)
         outs.append(np.where(np.reshape(pred, (size,) + (1,) * (np.ndim(t) - 1)), t, f))
     return outs, [0] * len(outs)
@@ -664,9 +663,9 @@ def _cond_batch(args, dims, true_branch, false_branch):
 cond_p = primitive("cond", _cond_impl, _cond_shape, multiple_results=True, jvp=_cond_jvp,
                    transpose=_cond_transpose, batch=_cond_batch)
 # The cond_p primitive, for code generators:
-# cond[true_branch, false_branch] pred *operands -> *outs. Both branches are closed
-# Graphs with the same inputs and output avals.
-# Python: outs = (true_branch if pred else false_branch)(*operands).
+# cond[branches=(false_graph, true_graph)] pred *operands -> *outs. Both branches are
+# closed Graphs with the same inputs and output avals.
+# Python: outs = (branches[1] if pred else branches[0])(*operands).
 
 
 def cond(pred, true_fun, false_fun, *operands):
@@ -700,7 +699,7 @@ def cond(pred, true_fun, false_fun, *operands):
     true_g = Graph([], tg.invars[:nt] + [Var(aval_of(c)) for c in fc] + tg.invars[nt:],
                    tg.eqns, tg.outvars, [])
     false_g = Graph([], [Var(aval_of(c)) for c in tc] + fg.invars, fg.eqns, fg.outvars, [])
-    outs = cond_p.bind(pred, *tc, *fc, *leaves, true_branch=true_g, false_branch=false_g)
+    outs = cond_p.bind(pred, *tc, *fc, *leaves, branches=(false_g, true_g))
     return tree_unflatten(out_trees[0], outs)
 
 

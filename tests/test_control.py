@@ -277,7 +277,7 @@ def test_grad_of_vmap_of_fori_loop():
 
 def test_graph_prints_sub_graphs():
     text = str(cr.make_graph(lambda x: branchy(x, np.ones(3)))(normal(3)))
-    assert "cond[true_branch=" in text and "false_branch=" in text and "sin" in text and "cos" in text
+    assert "cond[branches=" in text and "sin" in text and "cos" in text
 
 
 def test_error_carry_changes_dtype():
@@ -320,6 +320,9 @@ def test_derivatives_of_loops_inside_jit():
         np.testing.assert_allclose(got, want, rtol=1e-12)
     g = lambda x: np.sum(cr.fori_loop(0, 5, lambda i, c: np.sin(c) * 1.1 + i * 0.1, x) ** 2)
     np.testing.assert_allclose(cr.jit(cr.hessian(g))(x), cr.hessian(g)(x), rtol=1e-12)
+    h = lambda x: np.sum(cr.scan(lambda c, y: (cr.cond(y > 0, np.sin, np.cos, c * y), c),
+                                 x, np.array([1.0, -2.0]))[1])
+    np.testing.assert_allclose(cr.jit(cr.grad(h))(x), cr.grad(h)(x), rtol=1e-12)
 
 
 def test_error_second_order_through_while_loop_inside_jit():
