@@ -7,6 +7,7 @@ Neither engine is imported before it is used.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import weakref
@@ -15,7 +16,7 @@ import numpy as np
 
 from .dialect import DuckDBDialect, SparkDialect, check_identifier
 from .errors import MalformedRelationError, RelationalError
-from .plan import (VALUE, Join, Parameter, Relation, Scan, SQLBuilder, gradient_sql,
+from .plan import (VALUE, Join, Parameter, Query, Relation, Scan, SQLBuilder, gradient_sql,
                    lanewise, nodes_of, _order_by)
 
 STATE_TABLE = "cr_fit_state"
@@ -87,16 +88,14 @@ class Database:
     # ---- running
     def fetch(self, rel: Relation) -> dict:
         self.check(rel)
-        return self._columns(rel.sql(), {}, rel.keys, rel.width)
+        return self._columns(rel.query(), {}, rel.keys, rel.width)
 
     def check(self, rel: Relation) -> None:
         """Creates missing parameter tables, then checks every table of the plan (no
         duplicate keys, no NULLs, vectors of the right length) and every join (each row
         finds a partner, unless missing='drop'). Raises MalformedRelationError with the
-        counts of all problems found. Runs once per relation."""
-        if rel in self._checked:
-            return
-        nodes = nodes_of(rel)
+        counts of all problems found. Each node is checked once (until data is loaded)."""
+        nodes = [n for n in nodes_of(rel) if n not in self._checked]
         for node in nodes:
             if isinstance(node, Parameter) and not self._table_exists(node.table):
                 self._create_parameter(node)
@@ -114,7 +113,7 @@ class Database:
             problems = [msg(int(n or 0)) for (q, msg), n in zip(checks, counts) if n]
             if problems:
                 raise MalformedRelationError("malformed relations:\n  " + "\n  ".join(problems))
-        self._checked.add(rel)
+        self._checked.update(nodes)
 
     def _create_parameter(self, p: Parameter):
         keys = self._parameter_keys(p)
@@ -236,7 +235,7 @@ class DuckDB(Database):
         self.con = connection or duckdb.connect(path or ":memory:", config=config)
 
     def execute(self, sql, params=None):
-        return self.con.execute(sql, params or None)
+        return self.con.execute(str(sql), params or None)
 
     def _rows(self, sql, params):
         return self.execute(sql, params).fetchall()
@@ -309,12 +308,37 @@ class Spark(Database):
                        .config("spark.sql.shuffle.partitions", "4").getOrCreate())
         self.spark = session
         self._fit_steps: dict = {}
+        self._query_ids = itertools.count(1)
 
-    def _df(self, sql, params):
-        return self.spark.sql(sql, args=params or None)
+    def _df(self, query, params, views):
+        """The DataFrame of a query; its shared CTEs become cached views (computed once,
+        on first use), appended to `views` for `_drop` once the result is taken."""
+        if isinstance(query, Query) and query.shared:
+            query = query.renamed(next(self._query_ids))
+            earlier = {}
+            for name, sql in query.ctes.items():
+                if name in query.shared:
+                    one = Query(self.dialect, dict(earlier), sql).statement()
+                    df = self.spark.sql(one, args=params or None).cache()
+                    df.createOrReplaceTempView(name)
+                    views.append((name, df))
+                else:
+                    earlier[name] = sql
+            query = query.statement(earlier)
+        return self.spark.sql(str(query), args=params or None)
+
+    def _drop(self, views):
+        for name, df in views:
+            self.spark.catalog.dropTempView(name)
+            df.unpersist()
+        views.clear()
 
     def _rows(self, sql, params):
-        return [tuple(r) for r in self._df(sql, params).collect()]
+        views = []
+        try:
+            return [tuple(r) for r in self._df(sql, params, views).collect()]
+        finally:
+            self._drop(views)
 
     def _table_exists(self, name):
         return self.spark.catalog.tableExists(name)
@@ -341,8 +365,12 @@ class Spark(Database):
         return self._fit_steps.get(fit_name, 0)
 
     def sgd_step(self, loss, params, lr, fit_name, step):
-        new = [self._df(self._sgd_sql(loss, p, ":lr", with_loss=i == 0), {"lr": lr})
-               .localCheckpoint() for i, p in enumerate(params)]
+        views = []
+        try:
+            new = [self._df(self._sgd_sql(loss, p, ":lr", with_loss=i == 0), {"lr": lr},
+                            views).localCheckpoint() for i, p in enumerate(params)]
+        finally:
+            self._drop(views)
         value = new[0].select("cr_loss").first()[0]
         new[0] = new[0].drop("cr_loss")
         for p, df in zip(params, new):

@@ -88,6 +88,9 @@ class Relation:
     # ---- running
     def sql(self) -> str:
         """The query that computes this relation, in the connection's dialect."""
+        return str(self.query())
+
+    def query(self) -> "Query":
         b = SQLBuilder(self.db.dialect)
         name = b.node(self)
         return b.finish(f"SELECT * FROM {name}" + _order_by(b.dialect, self.keys))
@@ -131,7 +134,7 @@ class Gradient(Relation):
         self.loss, self.param = loss, param
         super().__init__(loss.db, param.keys, param.width, [loss, param])
 
-    def sql(self):
+    def query(self):
         return gradient_sql(self.loss, self.param)
 
     def forward_sql(self, b):
@@ -378,15 +381,36 @@ class SQLBuilder:
             self.names[rel] = self.add("n", rel.forward_sql(self))
         return self.names[rel]
 
-    def finish(self, final_sql) -> str:
-        if not self.ctes:
-            return final_sql
-        texts = list(self.ctes.values()) + [final_sql]
-        uses = lambda name: sum(len(re.findall(rf"\b{name}\b", t)) for t in texts)
-        mat = lambda name: self.dialect.materialized() if uses(name) > 1 else ""
-        body = ",\n".join(f"{name} AS {mat(name)}(\n  {sql}\n)"
-                          for name, sql in self.ctes.items())
-        return f"WITH {body}\n{final_sql}"
+    def finish(self, final_sql) -> "Query":
+        return Query(self.dialect, dict(self.ctes), final_sql)
+
+
+class Query:
+    """CTEs and a final SELECT. `str()` gives one statement (CTEs used more than once
+    marked MATERIALIZED where the dialect has it); `shared` names those CTEs, which an
+    engine without materialized CTEs (Spark) computes once as cached views."""
+
+    def __init__(self, dialect, ctes: dict, final: str):
+        self.dialect, self.ctes, self.final = dialect, ctes, final
+        texts = list(ctes.values()) + [final]
+        self.shared = [name for name in ctes
+                       if sum(len(re.findall(rf"\b{name}\b", t)) for t in texts) > 1]
+
+    def statement(self, ctes=None) -> str:
+        ctes = self.ctes if ctes is None else ctes
+        if not ctes:
+            return self.final
+        mat = lambda name: self.dialect.materialized() if name in self.shared else ""
+        body = ",\n".join(f"{name} AS {mat(name)}(\n  {sql}\n)" for name, sql in ctes.items())
+        return f"WITH {body}\n{self.final}"
+
+    __str__ = statement
+
+    def renamed(self, suffix) -> "Query":
+        """The same query with every CTE name suffixed (for session-wide views)."""
+        sub = lambda text: re.sub(r"\b(cr_[ng]\d+)\b", rf"\1_{suffix}", text)
+        q = Query(self.dialect, {sub(n): sub(s) for n, s in self.ctes.items()}, sub(self.final))
+        return q
 
 
 # --------------------------------------------------------------------------- reverse mode
@@ -440,7 +464,7 @@ def _accumulate(b, rel, parts) -> str:
     return _sum_by(b, _value(b, "u", rel), rel.keys, "u", f"({union}) AS u")
 
 
-def gradient_sql(root, param, value_sql_of=None, loss_column=False) -> str:
+def gradient_sql(root, param, value_sql_of=None, loss_column=False) -> "Query":
     """The query of d root / d param over all of param's rows (zero where the gradient
     does not reach). `value_sql_of(param_alias, grad_expr)` maps the gradient to the
     value column written (default: the gradient itself); `loss_column` adds the loss."""

@@ -1,0 +1,56 @@
+"""The same relational programs on Spark (local mode, one shared session): gradients
+equal chainrule's dense NumPy gradients, and DuckDB's; fit runs and resumes."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import relational as R
+
+import rel_models
+
+TOL = dict(rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture
+def spark_db(spark_session):
+    for name in spark_session.catalog.listTables():
+        if name.isTemporary:
+            spark_session.catalog.dropTempView(name.name)
+    return R.connect(spark=spark_session)
+
+
+def test_gradients_equal_dense_numpy_and_duckdb(spark_db):
+    # vectors, dot products, cross joins on (), a parameter joined twice (the GCN runs
+    # on Spark in examples/relational/gcn.py; each Spark query costs seconds here)
+    build = rel_models.matrix_factorization
+    loss, params, dense, *_ = build(spark_db, np.random.default_rng(0))
+    duck_loss, duck_params, *_ = build(R.connect(), np.random.default_rng(0))
+    values = [rel_models.dense_param(p) for p in params]
+    want = cr.grad(dense, argnums=tuple(range(len(params))))(*values)
+    got = [rel_models.dense_param(g) for g in R.grad(loss, wrt=params)]
+    duck = [rel_models.dense_param(g) for g in R.grad(duck_loss, wrt=duck_params)]
+    for g, d, w in zip(got, duck, want):
+        np.testing.assert_allclose(g, w, **TOL)
+        np.testing.assert_allclose(g, d, **TOL)
+
+
+def test_fit_matches_duckdb_and_resumes(spark_db):
+    loss, params, _, _ = rel_models.logistic_regression(spark_db, np.random.default_rng(5))
+    duck_loss, duck_params, _, _ = rel_models.logistic_regression(
+        R.connect(), np.random.default_rng(5))
+    want = R.fit(duck_loss, duck_params, lr=0.5, steps=3, progress=False)
+
+    def stop(step, value):
+        if step == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        R.fit(loss, params, lr=0.5, steps=3, callback=stop, progress=False)
+    rest = R.fit(loss, params, lr=0.5, steps=3, progress=False)
+    assert len(rest) == 1
+    np.testing.assert_allclose(rest, want[2:], **TOL)
+    np.testing.assert_allclose(params[0].fetch()["value"], duck_params[0].fetch()["value"],
+                               **TOL)
+    with pytest.raises(R.MalformedRelationError, match="1 row\\(s\\) of the left input"):
+        y = spark_db.load("few", {"i": np.arange(6), "y": np.ones(6)}, keys="i", value="y")
+        z = spark_db.table("labels", keys="i", value="y")
+        R.join(z, y, on="i", kernel=lambda a, b: a * b).sum().item()
