@@ -135,3 +135,11 @@ def test_solver_returning_a_different_shape_raises():
     solver = S.custom_root(lambda w, theta: w - theta)(lambda init, theta: init[:2])
     with pytest.raises(cr.ShapeError, match="unlike its initial value"):
         solver(np.zeros(3), np.ones(3))
+
+
+def test_singular_implicit_system_raises_instead_of_an_arbitrary_derivative():
+    # x^2 = theta at theta = 0: the root x = 0 is degenerate (dF/dx = 0).
+    solver = S.custom_root(lambda x, theta: x ** 2 - theta, solve="direct")(
+        lambda init, theta: np.zeros(1))
+    with pytest.raises(S.SingularSystemError, match="Jacobian of the optimality function"):
+        cr.grad(lambda t: np.sum(solver(np.zeros(1), t)))(np.zeros(1))

@@ -9,7 +9,8 @@
 """
 from . import prox  # noqa: F401
 from .common import (ClosedOverTracerError, NonConvergenceError,  # noqa: F401
-                     NonConvergenceWarning, SolverInfo, SolverOptionError)
+                     NonConvergenceWarning, SingularSystemError, SolverInfo,
+                     SolverOptionError)
 from .implicit import custom_fixed_point, custom_root  # noqa: F401
 from .interface import admm, douglas_rachford, fixed_point, minimize, root  # noqa: F401
 from .linear import linear_solve  # noqa: F401

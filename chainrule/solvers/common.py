@@ -28,6 +28,10 @@ class ClosedOverTracerError(ChainruleError, ValueError):
     """A solver's function uses a differentiated value it was not given as an argument."""
 
 
+class SingularSystemError(ChainruleError, ArithmeticError):
+    """The implicit linear system is singular: no implicit derivative at this point."""
+
+
 class SolverOptionError(ChainruleError, ValueError):
     """An unknown method, diff mode or linear solver, or options that do not fit."""
 

@@ -37,9 +37,9 @@ from ..core.ir import aval_of
 from ..core.primitive import Zero, primitive
 from ..transforms.jvp import instantiate
 from ..transforms.transpose import backward_pass
-from .common import (SolverOptionError, check_choice, check_no_closed_over_tracers,
-                     closed_over_tracers,
-                     ravel_tree, report_nonconvergence)
+from .common import (SingularSystemError, SolverOptionError, check_choice,
+                     check_no_closed_over_tracers, closed_over_tracers, ravel_tree,
+                     report_nonconvergence)
 
 METHODS = ("direct", "cholesky", "cg", "minres", "gmres", "bicgstab", "neumann")
 SYMMETRIC_METHODS = ("cg", "minres", "cholesky")
@@ -117,7 +117,15 @@ def _impl(b, *operands, matvec, transposed, method, symmetric, tol, maxiter, alp
         _check_symmetric(apply, n, dtype, method)
     with np.errstate(all="ignore"):
         if method == "direct":
-            x, iterations = np.linalg.solve(_dense(apply, n, dtype), b), n
+            try:
+                x, iterations = np.linalg.solve(_dense(apply, n, dtype), b), n
+            except np.linalg.LinAlgError:
+                raise SingularSystemError(
+                    "the linear system of the implicit derivative is singular: the "
+                    "Jacobian of the optimality function at the solution is not "
+                    "invertible, so the solution is not a differentiable function of "
+                    "theta there (e.g. a non-isolated or degenerate solution). Check the "
+                    "optimality function, or use diff='unroll' / 'onestep'.") from None
         elif method == "cholesky":
             try:
                 factor = scipy.linalg.cho_factor(_dense(apply, n, dtype))
