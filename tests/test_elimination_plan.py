@@ -224,3 +224,21 @@ def test_search_never_returns_worse_than_the_classical_orders(capsys):
     assert "best" in capsys.readouterr().err          # the progress bar
     again = plan(task.fun, *task.args(rng), search="anneal", budget_s=0.5, seed=3)
     assert again.cost <= min(again.costs.values())
+
+
+def test_public_face_plans_once_per_signature():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return np.sin(x) * x
+
+    jac = cr.jacobian(f, mode="cross_country", order="markowitz")
+    x = rng.standard_normal(3)
+    np.testing.assert_allclose(jac(x), np.diag(np.cos(x) * x + np.sin(x)), rtol=1e-13)
+    traced = len(calls)
+    np.testing.assert_allclose(jac(2 * x), np.diag(np.cos(2 * x) * 2 * x + np.sin(2 * x)),
+                               rtol=1e-13)
+    assert len(calls) == traced                    # the generated code ran, no tracing
+    jac(np.ones(4))
+    assert len(calls) > traced                     # a new shape is a new plan

@@ -22,10 +22,13 @@ __all__ = ["Plan", "Topology", "anneal", "beam", "exact", "greedy", "jacobian_fu
 
 
 def jacobian_function(fun, argnums, order=None, budget_s=2.0):
-    """What `chainrule.jacobian(fun, argnums, mode="cross_country", order=...)` returns:
-    plans once per argument signature (shapes, dtypes, pytree structure), then runs the
-    generated code. Arguments outside argnums are closed over, so with them the plan is
-    made again at every call."""
+    """What `chainrule.jacobian(fun, argnums, mode="cross_country", order=...)` returns.
+
+    The plan is made once per argument signature (pytree structure, shapes, dtypes) and
+    reused; with order=None its order is searched for `budget_s` seconds. When some
+    arguments are not differentiated (or keyword arguments are given) their values are
+    constants of the traced graph, so the plan is made again at every call, with the
+    Markowitz order unless an order is given."""
     import functools
 
     import numpy as np
@@ -35,23 +38,25 @@ def jacobian_function(fun, argnums, order=None, budget_s=2.0):
     cache = {}
 
     @functools.wraps(fun)
-    def jac_fun(*args):
+    def jac_fun(*args, **kwargs):
         nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
         nums = tuple(n % len(args) for n in nums)
         diff = [args[n] for n in nums]
+        reusable = len(set(nums)) == len(args) and not kwargs
 
         def restricted(*xs):
             full = list(args)
             for n, x in zip(nums, xs):
                 full[n] = x
-            return fun(*full)
+            return fun(*full, **kwargs)
 
         leaves, tree = tree_flatten(tuple(diff))
         key = (tree, tuple((np.shape(x), np.result_type(x).str) for x in leaves))
-        p = cache.get(key) if len(nums) == len(args) else None
+        p = cache.get(key) if reusable else None
         if p is None:
-            p = plan(restricted, *diff, order=order, budget_s=budget_s)
-            if len(nums) == len(args):
+            chosen = order if order is not None or reusable else "markowitz"
+            p = plan(restricted, *diff, order=chosen, budget_s=budget_s)
+            if reusable:
                 cache[key] = p
         rows = [tree_unflatten(tree, row) for row in p.blocks(*diff)]
         if isinstance(argnums, int):

@@ -269,31 +269,31 @@ def generate(lin, order, fn_name="cross_country_jacobian"):
         if succs.get(node):
             eliminate(node, keep=True)
 
-    results = []
-    rows = []
+    results, rows = [], []
+    node_of = {v: n for n, v in enumerate(lin.nodes)}
+    first = params[0]
+    batch = f"np.shape({first})" if avals[0].ndim == 0 else \
+        f"np.shape({first})[:np.ndim({first}) - {avals[0].ndim}]"
+    batched = lambda shape: batch if shape == () else f"{batch} + {shape}"
     for a in lin.out_atoms:
         row = []
         for i in range(topo.n_inputs):
             name = em.fresh("J")
             row.append(name)
-            results.append(name)
-            out_aval, in_aval = (a.aval if isinstance(a, Var) else Literal(a.value).aval), \
-                avals[i]
+            out_aval, in_aval = a.aval, avals[i]
             shape = out_aval.shape + in_aval.shape
-            node = lin.nodes.index(a) if isinstance(a, Var) and a in lin.nodes else None
+            node = node_of.get(a) if isinstance(a, Var) else None
             if node == i:
-                code, used = f"{em.const(np.eye(in_aval.size).reshape(shape))}", []
-            elif node is not None and (i, node) in blocks:
+                eye = em.const(np.eye(in_aval.size).reshape(shape))
+                code, used = f"np.broadcast_to({eye}, {batched(shape)}).copy()", [eye, first]
+            elif (i, node) in blocks:
                 b = blocks[i, node]
-                used = [b.name]
-                code = _as_jacobian(b, out_aval, in_aval, params[0])
+                code, used = _as_jacobian(b, out_aval, in_aval, first), [b.name, first]
             else:
-                used = []
-                code = f"np.zeros({params[0]}.shape[:{params[0]}.ndim - "\
-                       f"{avals[0].ndim}] + {shape})"
-                used = [params[0]]
+                code, used = f"np.zeros({batched(shape)})", [first]
             em.emit([name], used, f"{name} = {code}")
         rows.append(row)
+        results += row
     em.emit(["_results"], results,
             "_results = [" + ", ".join("[" + ", ".join(r) + "]" for r in rows) + "]")
     return em.source(fn_name, params, ["_results"]), em.namespace

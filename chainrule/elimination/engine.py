@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .structure import Structure, product, product_cost, union
+from .structure import product, product_cost, union
 
 
 @dataclass

@@ -68,13 +68,6 @@ class LinearizedGraph:
     out_tree: object
     out_atoms: list = field(default_factory=list)
 
-    def describe(self, vertex: int) -> str:
-        node = self.topology.node(vertex)
-        for (i, k), parts in self.partials.items():
-            if k == node:
-                return parts[0].eqn.prim.name
-        return "?"
-
 
 def linearized_graph(fun, args, cse: bool = False) -> LinearizedGraph:
     """Traces fun(*args) with shapes only and builds its linearized graph."""

@@ -8,7 +8,6 @@ a time budget; all randomness comes from `seed`.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import random
 import sys
@@ -122,13 +121,12 @@ def anneal(topo: Topology, free_constants=False, budget_s=5.0, seed=0, start=Non
     n, steps = len(order), 0
     bar = Progress(budget_s) if progress else None
     while n > 1:
-        if steps % 64 == 0:
-            elapsed = time.perf_counter() - t0
-            if elapsed > budget_s:
-                break
-            temp = temp_hi * (temp_lo / temp_hi) ** (elapsed / budget_s)
-            if bar is not None and steps % 4096 == 0:
-                bar.update(elapsed, best_cost)
+        elapsed = time.perf_counter() - t0
+        if elapsed > budget_s:
+            break
+        temp = temp_hi * (temp_lo / temp_hi) ** (elapsed / budget_s)
+        if bar is not None and steps % 4096 == 0:
+            bar.update(elapsed, best_cost)
         steps += 1
         a = rng.randrange(n)
         b = rng.randrange(n) if rng.random() < 0.1 else \
