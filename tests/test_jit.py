@@ -333,3 +333,11 @@ def test_structured_control_flow_under_jit():
     assert "consts" not in text and "def scan_body(" in text and "def while_body(" in text
     assert "    for " in text and "    while while_cond(" in text and " if " in text
     check_grads(cr.jit(lambda x: f(x, n)), (x,), order=1)
+
+
+def test_vmap_of_jit_and_jit_of_vmap():
+    g = cr.grad(lambda x, W: np.tanh(W @ x).sum())
+    xs = rng.standard_normal((5, 4))
+    want = np.stack([g(x, W) for x in xs])
+    np.testing.assert_allclose(cr.vmap(cr.jit(g), in_axes=(0, None))(xs, W), want, rtol=1e-12)
+    np.testing.assert_allclose(cr.jit(cr.vmap(g, in_axes=(0, None)))(xs, W), want, rtol=1e-12)

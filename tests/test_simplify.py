@@ -194,8 +194,11 @@ def random_program(draw):
 
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.data())
-def test_random_programs_and_their_gradients_keep_their_values(data):
+def test_random_programs_and_their_gradients_keep_their_values_also_under_jit(data):
     program = random_program(data.draw)
     simplified(program, (2, 3), (2, 3))
     vg = cr.value_and_grad(lambda x, y: np.sum(program(x, y) ** 2), argnums=(0, 1))
     simplified(lambda x, y: vg(x, y), (2, 3), (2, 3))
+    x, y = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    for got, want in zip(cr.tree_flatten(cr.jit(vg)(x, y))[0], cr.tree_flatten(vg(x, y))[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
