@@ -95,10 +95,10 @@ class Jitted:
     # ---- signature
     def _split(self, args, kwargs):
         n = len(args)
-        static = sorted({i % n for i in self.static_argnums if -n <= i < n})
-        if len(static) != len([i for i in self.static_argnums]):
+        if any(not -n <= i < n for i in self.static_argnums):
             raise ChainruleError(f"jit: static_argnums {self.static_argnums} out of range "
                                  f"for {n} positional argument(s)")
+        static = sorted({i % n for i in self.static_argnums})
         statics = tuple((i, args[i]) for i in static)
         try:
             hash(statics)
@@ -147,7 +147,7 @@ class Jitted:
         return [self._names[i] if i < len(self._names) else f"arg{i}"
                 for i in range(nargs) if i not in dict(static)]
 
-    def _trace(self, leaves, tree, statics, nargs, kwargs, release_bytes=None):
+    def _trace(self, leaves, tree, statics, nargs, kwargs):
         names = self._arg_names(nargs, statics)
         paths = [] if kwargs else [
             _leaf_paths(td, n, n) for td, n in zip(tree.children[0].children, names)]
@@ -176,11 +176,9 @@ class Jitted:
             return entry
         entry.structured_in = hints is not None
         entry.structured_out = tree_source(out_tree, ["x"] * out_tree.num_leaves) is not None
-        args = list(zip(names, [td for td in tree.children[0].children])) \
-            if entry.structured_in else None
-        options = {} if release_bytes is None else {"release_bytes": release_bytes}
+        args = list(zip(names, tree.children[0].children)) if entry.structured_in else None
         entry.module = generate(simplify(entry.graph), _function_name(self.fun), args,
-                                out_tree if entry.structured_out else None, **options)
+                                out_tree if entry.structured_out else None)
         entry.fn = entry.module.load()
         return entry
 

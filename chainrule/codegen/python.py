@@ -1,7 +1,8 @@
 """Graph -> Python source -> function.
 
 The generated module imports only NumPy (as the one namespace `np`) and defines one
-function: one statement per equation, names taken from the user's code (argument
+function (plus one per loop body or branch of structured control flow): one statement
+per equation, names taken from the user's code (argument
 names, dictionary keys, and the targets of assignments like `h = np.tanh(...)` on the
 lines the equations come from), a comment with the user's source line before the
 statements that come from it (the derivative's statements are tied to the primal line
