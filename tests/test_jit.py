@@ -341,3 +341,12 @@ def test_vmap_of_jit_and_jit_of_vmap():
     want = np.stack([g(x, W) for x in xs])
     np.testing.assert_allclose(cr.vmap(cr.jit(g), in_axes=(0, None))(xs, W), want, rtol=1e-12)
     np.testing.assert_allclose(cr.jit(cr.vmap(g, in_axes=(0, None)))(xs, W), want, rtol=1e-12)
+
+
+def test_error_indexing_with_a_traced_index_names_the_line():
+    def pick(x, i):
+        return x[i] * 2.0
+    with pytest.raises(cr.ConcretizationError,
+                       match=r"line \d+: `return x\[i\] \* 2.0`.*np.take"):
+        cr.jit(pick)(np.arange(3.0), np.asarray(1))
+    assert cr.jit(pick, static_argnums=1)(np.arange(3.0), 1) == 2.0
