@@ -51,6 +51,10 @@ def test_literals_keep_numpy_promotion():
     assert weak(x).dtype == np.float32 and strong(x).dtype == np.float64
     assert "x * 2.0" in cr.source(lambda x: x * 2.0, x)
     assert "x * np.float64(2.0)" in cr.source(lambda x: x * np.float64(2.0), x)
+    assert "x * 0.1" in cr.source(lambda x: x * 0.1, x)      # float32(0.1), shortest form
+    tenth = lambda x: x * np.float32(0.1)                    # float64 x: the value matters
+    assert "x * np.float32(0.1)" in cr.source(tenth, np.ones(3))
+    np.testing.assert_array_equal(cr.jit(tenth)(np.ones(3)), tenth(np.ones(3)))
 
 
 def test_non_finite_and_negative_literals():

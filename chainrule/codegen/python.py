@@ -33,7 +33,7 @@ import numpy as np
 from ..core.ir import Graph, Literal, Var
 from ..core.pytree import TreeDef
 from ..core.trace import DerivedSource
-from .emitters import EMITTERS, NAMESPACE, Emitter
+from .emitters import EMITTERS, NAMESPACE, Emitter, dtype_source
 
 RELEASE_BYTES = 1 << 16
 INLINE_ELEMENTS = 16
@@ -143,33 +143,35 @@ def _comment(source) -> str:
 # --------------------------------------------------------------------------- values as source
 
 def _scalar_source(value) -> str:
+    """Python text of a scalar; NumPy floats in their own precision's shortest form."""
     v = value.item() if isinstance(value, np.generic) else value
     if isinstance(v, float) and not np.isfinite(v):
         text = f"{NAMESPACE}.nan" if np.isnan(v) else f"{NAMESPACE}.inf"
         return text if np.isnan(v) or v > 0 else f"-{text}"
-    return repr(v)
+    return str(value) if isinstance(value, np.floating) else repr(v)
 
 
 def literal_source(lit: Literal, others) -> str:
-    """A literal as Python: bare when NumPy's promotion gives the same result as its
-    typed value would (so `x * 2.0`, but `x * np.float64(2.0)` next to float32 x)."""
+    """A literal as Python: bare when NumPy's promotion of the bare number gives the
+    same dtype and the same value as the typed literal would (`x * 2.0`), explicit
+    otherwise (`x * np.float64(2.0)` next to float32 x)."""
     value = lit.value
     text = _scalar_source(value)
     if isinstance(value, np.generic):
-        typed = np.result_type(*others, value.dtype) if others else value.dtype
-        weak = np.result_type(*others, value.item()) if others else \
-            np.result_type(value.item())
-        if typed != weak:
-            text = f"{NAMESPACE}.{value.dtype.name}({text})"
+        shown = value.item() if not isinstance(value, np.floating) or \
+            not np.isfinite(value) else float(text)
+        typed = np.result_type(*others, value.dtype)
+        weak = np.result_type(*others, shown)
+        if typed != weak or not np.array_equal(np.asarray(shown, typed),
+                                               np.asarray(value, typed), equal_nan=True):
+            text = f"{dtype_source(value.dtype)}({text})"
     return f"({text})" if text.startswith("-") else text
 
 
 def _array_source(value: np.ndarray) -> str | None:
-    if value.size == 0 or not np.all(np.isfinite(value)) if value.dtype.kind in "fc" \
-            else value.size == 0:
+    if value.size == 0 or (value.dtype.kind in "fc" and not np.all(np.isfinite(value))):
         return None
-    dtype = f"{NAMESPACE}.{value.dtype.name}" if value.dtype.name != "bool" else \
-        f"{NAMESPACE}.bool_"
+    dtype = dtype_source(value.dtype)
     first = value.flat[0]
     if value.size > 1 and np.all(value == first):
         return f"{NAMESPACE}.full({value.shape!r}, {_scalar_source(first)}, {dtype})"
