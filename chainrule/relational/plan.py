@@ -110,9 +110,9 @@ class Relation:
     def forward_sql(self, b: "SQLBuilder") -> str:
         raise NotImplementedError
 
-    def vjp_sql(self, b: "SQLBuilder", argnum: int, grad: str) -> str:
-        """SELECT of the contribution of this node's gradient (CTE `grad`) to the
-        gradient of input `argnum`."""
+    def vjp_sql(self, b: "SQLBuilder", argnum: int, grad) -> "str | Broadcast":
+        """SELECT of the contribution of this node's gradient (a CTE name, or a
+        Broadcast) to the gradient of input `argnum`."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -187,12 +187,17 @@ class Map(Relation):
     def vjp_sql(self, b, argnum, grad):
         child = self.inputs[0]
         ct = _value(b, "g", self)
-        reads_input = 0 in self.kernel.vjp_uses(0)
         expr = self.kernel.vjp_sql(b.dialect, [_value(b, "c", child)], ct, 0)
-        source = f"{grad} AS g" + (_join(b, b.node(child), "c", child.keys, "g")
-                                   if reads_input else "")
-        return (f"SELECT {_cols(b, child.keys, 'g')}{expr.as_sql(b.dialect)} AS {VALUE} "
-                f"FROM {source}")
+        if isinstance(grad, Broadcast):      # rows come from the input itself
+            source = f"{b.node(child)} AS c" + _join(b, grad.name, "g", grad.by, "c")
+            keys_from = "c"
+        else:
+            reads_input = 0 in self.kernel.vjp_uses(0)
+            source = f"{grad} AS g" + (_join(b, b.node(child), "c", child.keys, "g")
+                                       if reads_input else "")
+            keys_from = "g"
+        return (f"SELECT {_cols(b, child.keys, keys_from)}{expr.as_sql(b.dialect)} "
+                f"AS {VALUE} FROM {source}")
 
 
 class Join(Relation):
@@ -229,17 +234,42 @@ class Join(Relation):
         side = self.inputs[argnum]
         uses = self.kernel.vjp_uses(argnum)
         aliases = ("l", "r")
-        source = f"{grad} AS g"
-        for i, rel in enumerate(self.inputs):
-            if i in uses:
-                source += _join(b, b.node(rel), aliases[i], rel.keys, "g")
         expr = self.kernel.vjp_sql(b.dialect, [_value(b, a, r) for a, r in
                                                zip(aliases, self.inputs)],
                                    _value(b, "g", self), argnum)
+        if isinstance(grad, Broadcast):
+            source, keys_from = self._rows_with(b, grad, uses)
+        else:                                # the gradient's rows are the join's rows
+            source, keys_from = f"{grad} AS g", {k: "g" for k in self.keys}
+            for i, rel in enumerate(self.inputs):
+                if i in uses:
+                    source += _join(b, b.node(rel), aliases[i], rel.keys, "g")
         if set(side.keys) == set(self.keys):
-            return (f"SELECT {_cols(b, side.keys, 'g')}{expr.as_sql(b.dialect)} "
+            return (f"SELECT {_cols(b, side.keys, keys_from)}{expr.as_sql(b.dialect)} "
                     f"AS {VALUE} FROM {source}")
-        return _sum_by(b, expr, side.keys, "g", source)
+        return _sum_by(b, expr, side.keys, keys_from, source)
+
+    def _rows_with(self, b, grad, uses):
+        """FROM clause enumerating the join's rows with a broadcast gradient attached,
+        and the alias holding each key. An input the VJP does not read is left out
+        when its keys are the join keys and every row is known to have its partner
+        (missing='error': the check has proved it), so a many-to-one join costs one
+        join with the gradient instead of three."""
+        needed = [i in uses or not (self.missing == "error"
+                                    and set(self.inputs[i].keys) == set(self.on))
+                  for i in (0, 1)]
+        if not any(needed):
+            needed[0 if set(self.inputs[0].keys) == set(self.keys) else 1] = True
+        aliases = ("l", "r")
+        first = needed.index(True)
+        source = f"{b.node(self.inputs[first])} AS {aliases[first]}"
+        if all(needed):
+            source += _join(b, b.node(self.inputs[1]), "r", self.on, "l")
+        owner = {}
+        for i in (1, 0):                     # keys of the left input read from it
+            if needed[i]:
+                owner.update({k: aliases[i] for k in self.inputs[i].keys})
+        return source + _join(b, grad.name, "g", grad.by, owner), owner
 
 
 class Aggregate(Relation):
@@ -266,14 +296,15 @@ class Aggregate(Relation):
                 f"FROM {c} AS c" + _group_by(b, self.by, "c"))
 
     def vjp_sql(self, b, argnum, grad):
+        if self.how == "sum":                # every row of a group gets its gradient
+            return grad if isinstance(grad, Broadcast) else Broadcast(grad, self.by)
+        grad = b.rows(self, grad)
         child = self.inputs[0]
         c = b.node(child)
         g = _value(b, "g", self)
         partition = f"OVER ({_partition(b, self.by, 'c')})"
         source = f"{c} AS c" + _join(b, grad, "g", self.by, "c")
-        if self.how == "sum":
-            expr = g
-        elif self.how == "mean":
+        if self.how == "mean":
             expr = _lanes_map(g, lambda x: f"({x} / COUNT(*) {partition})")
         else:
             source += _join(b, b.node(self), "o", self.by, "c")
@@ -301,7 +332,7 @@ class Rename(Relation):
         return self._select(b, c, self.inputs[0].keys, self.keys)
 
     def vjp_sql(self, b, argnum, grad):
-        return self._select(b, grad, self.keys, self.inputs[0].keys)
+        return self._select(b, b.rows(self, grad), self.keys, self.inputs[0].keys)
 
     def _select(self, b, source, old, new):
         q = b.dialect.q
@@ -311,10 +342,15 @@ class Rename(Relation):
 
 # --------------------------------------------------------------------------- SQL helpers
 
+def _qualified(b, k, alias) -> str:
+    """Column k of `alias` (a table alias, a dict key -> alias, or None)."""
+    alias = alias.get(k) if isinstance(alias, dict) else alias
+    return f"{alias}.{b.dialect.q(k)}" if alias else b.dialect.q(k)
+
+
 def _cols(b, keys, alias=None) -> str:
     """`a.k1, a.k2, ` (a trailing separator so the value column can follow)."""
-    prefix = f"{alias}." if alias else ""
-    return "".join(f"{prefix}{b.dialect.q(k)}, " for k in keys)
+    return "".join(f"{_qualified(b, k, alias)}, " for k in keys)
 
 
 def _value(b, alias, rel) -> Expr:
@@ -325,13 +361,12 @@ def _join(b, source, alias, keys, other) -> str:
     """` JOIN source AS alias ON alias.k = other.k ...` (a cross join without keys)."""
     if not keys:
         return f" CROSS JOIN {source} AS {alias}"
-    q = b.dialect.q
-    cond = " AND ".join(f"{alias}.{q(k)} = {other}.{q(k)}" for k in keys)
+    cond = " AND ".join(f"{_qualified(b, k, alias)} = {_qualified(b, k, other)}" for k in keys)
     return f" JOIN {source} AS {alias} ON {cond}"
 
 
 def _group_by(b, keys, alias) -> str:
-    return (" GROUP BY " + ", ".join(f"{alias}.{b.dialect.q(k)}" for k in keys)) if keys else ""
+    return (" GROUP BY " + ", ".join(_qualified(b, k, alias) for k in keys)) if keys else ""
 
 
 def _partition(b, keys, alias) -> str:
@@ -361,12 +396,23 @@ def _sum_by(b, expr: Expr, keys, alias, source) -> str:
             f"FROM {source}" + _group_by(b, keys, alias))
 
 
+class Broadcast:
+    """A node's gradient that is the gradient `name` (keyed by `by`) repeated on every
+    row of the node, as the gradient of a sum gives it. Consumers that enumerate the
+    node's rows from its inputs anyway join it directly, and no CTE of the node's
+    gradient is formed."""
+
+    def __init__(self, name, by):
+        self.name, self.by = name, tuple(by)
+
+
 class SQLBuilder:
     """Collects CTEs: each plan node once (by identity), each gradient once."""
 
     def __init__(self, dialect):
         self.dialect = dialect
         self.ctes: dict = {}
+        self.scans: set = set()
         self.names: dict = {}
         self.counter = itertools.count(1)
 
@@ -379,22 +425,32 @@ class SQLBuilder:
         """The CTE name of a node's forward value (defined on first use)."""
         if rel not in self.names:
             self.names[rel] = self.add("n", rel.forward_sql(self))
+            if isinstance(rel, Scan):
+                self.scans.add(self.names[rel])
         return self.names[rel]
 
+    def rows(self, rel, grad) -> str:
+        """A CTE of the node's gradient row by row (a Broadcast made explicit)."""
+        if not isinstance(grad, Broadcast):
+            return grad
+        return self.add("g", f"SELECT {_cols(self, rel.keys, 'c')}g.{VALUE} FROM "
+                             f"{self.node(rel)} AS c" + _join(self, grad.name, "g", grad.by, "c"))
+
     def finish(self, final_sql) -> "Query":
-        return Query(self.dialect, dict(self.ctes), final_sql)
+        return Query(self.dialect, dict(self.ctes), final_sql, self.scans)
 
 
 class Query:
     """CTEs and a final SELECT. `str()` gives one statement (CTEs used more than once
     marked MATERIALIZED where the dialect has it); `shared` names those CTEs, which an
-    engine without materialized CTEs (Spark) computes once as cached views."""
+    engine without materialized CTEs (Spark) computes once as cached views. Table
+    scans (`scans`) are never copied: the table is there already."""
 
-    def __init__(self, dialect, ctes: dict, final: str):
-        self.dialect, self.ctes, self.final = dialect, ctes, final
+    def __init__(self, dialect, ctes: dict, final: str, scans=()):
+        self.dialect, self.ctes, self.final, self.scans = dialect, ctes, final, set(scans)
         texts = list(ctes.values()) + [final]
-        self.shared = [name for name in ctes
-                       if sum(len(re.findall(rf"\b{name}\b", t)) for t in texts) > 1]
+        self.shared = [name for name in ctes if name not in self.scans
+                       and sum(len(re.findall(rf"\b{name}\b", t)) for t in texts) > 1]
 
     def statement(self, ctes=None) -> str:
         ctes = self.ctes if ctes is None else ctes
@@ -409,8 +465,8 @@ class Query:
     def renamed(self, suffix) -> "Query":
         """The same query with every CTE name suffixed (for session-wide views)."""
         sub = lambda text: re.sub(r"\b(cr_[ng]\d+)\b", rf"\1_{suffix}", text)
-        q = Query(self.dialect, {sub(n): sub(s) for n, s in self.ctes.items()}, sub(self.final))
-        return q
+        return Query(self.dialect, {sub(n): sub(s) for n, s in self.ctes.items()},
+                     sub(self.final), {sub(n) for n in self.scans})
 
 
 # --------------------------------------------------------------------------- reverse mode
@@ -452,7 +508,12 @@ def backward(b: SQLBuilder, root: Relation, wrt) -> dict:
             parts = contributions[r]
             if not parts:
                 continue
-            grads[r] = b.add("g", parts[0] if len(parts) == 1 else _accumulate(b, r, parts))
+            if len(parts) == 1:
+                grads[r] = parts[0] if isinstance(parts[0], Broadcast) else b.add("g", parts[0])
+            else:
+                grads[r] = b.add("g", _accumulate(b, r, [
+                    f"SELECT * FROM {b.rows(r, p)}" if isinstance(p, Broadcast) else p
+                    for p in parts]))
         for i, child in enumerate(r.inputs):
             if child in leads:
                 contributions[child].append(r.vjp_sql(b, i, grads[r]))
@@ -475,7 +536,7 @@ def gradient_sql(root, param, value_sql_of=None, loss_column=False) -> "Query":
     zero = d.float_literal(0)
     if param in grads:
         on = " AND ".join(f"p.{d.q(k)} = g.{d.q(k)}" for k in param.keys) or "TRUE"
-        source = f"{p} AS p LEFT JOIN {grads[param]} AS g ON {on}"
+        source = f"{p} AS p LEFT JOIN {b.rows(param, grads[param])} AS g ON {on}"
         grad = _lanes_map(_value(b, "g", param), lambda x: f"COALESCE({x}, {zero})")
     else:
         source = f"{p} AS p"

@@ -108,13 +108,18 @@ def test_vector_kernels(db):
                                cr.grad(dense)(V0), **TOL)
 
 
-def test_gradient_sql_joins_one_to_one_without_aggregation(db):
+def test_gradient_plan_is_simplified(db):
     loss, params, _, _ = rel_models.logistic_regression(db, np.random.default_rng(1))
     sql = R.grad(loss, wrt=params[0]).sql()
-    # the per-row loss and the label join are one-to-one: their gradients need no
-    # GROUP BY; the feature join aggregates back to w's key j, the sum-by-i does not.
+    # the per-row loss and label joins are one-to-one: no GROUP BY in their gradients;
+    # the sum by i hands its gradient on without a join of its own, so d w is X^T g:
+    # one join of the features with the per-row gradient, aggregated to w's key j.
     assert sql.count("GROUP BY") == 2             # forward sum by i, backward sum to j
-    assert "MATERIALIZED" in sql                   # shared subqueries computed once
+    assert 'FROM cr_n2 AS l JOIN cr_g9 AS g ON g."i" = l."i" GROUP BY l."j"' in sql
+    assert sql.count(" JOIN ") == 7               # forward 2, mean 1, loss rows 2, X^T g 1,
+    #                                               and the final join onto all of w's keys
+    assert "cr_n5 AS MATERIALIZED" in sql          # X @ w, used thrice, computed once
+    assert "cr_n2 AS MATERIALIZED" not in sql      # a table scan is never copied
 
 
 def test_unknown_kernel_operation_is_named(db):
