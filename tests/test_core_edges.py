@@ -55,3 +55,21 @@ def test_methods_and_attributes_of_tracers():
         return (x.T @ x).sum(axis=0).reshape(3, 1).mean() + x.ravel().max() + x.std()
     from chainrule.test_util import check_grads
     check_grads(f, (np.arange(6.0).reshape(2, 3) / 7 + 0.1,), order=2)
+
+
+def test_ufunc_methods_dispatch():
+    from chainrule.test_util import check_grads
+    x = np.random.default_rng(3).random((3, 4))
+    check_grads(lambda x: np.logaddexp.reduce(x, axis=1), (x,), order=2)
+    check_grads(lambda x: np.add.outer(x[0], x[1]) * np.multiply.accumulate(x[2])[0],
+                (x,), order=2)
+    np.testing.assert_allclose(cr.grad(lambda x: np.add.reduce(x * x))(np.arange(3.0)),
+                               [0.0, 2.0, 4.0])
+    with pytest.raises(cr.UnsupportedOperationError, match="np.subtract.accumulate"):
+        cr.grad(lambda x: np.subtract.accumulate(x).sum())(np.ones(3))
+
+
+def test_out_argument_of_numpy_functions_is_refused():
+    buf = np.zeros(())
+    with pytest.raises(cr.TracerConversionError, match="out=.*returned array"):
+        cr.grad(lambda x: np.sum(x, out=buf))(np.ones(3))

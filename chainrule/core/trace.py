@@ -267,14 +267,15 @@ class Tracer:
 
     # ---- NumPy dispatch
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method != "__call__":
-            raise unsupported_function(f"np.{ufunc.__name__}.{method}")
         out = kwargs.pop("out", None)
         dtype = kwargs.pop("dtype", None)
-        if kwargs:
-            raise unsupported_function(
-                f"np.{ufunc.__name__} with argument(s) {', '.join(kwargs)}")
-        result = _handler(ufunc, f"np.{ufunc.__name__}")(*inputs)
+        name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+        if method == "__call__":
+            if kwargs:
+                raise unsupported_function(f"{name} with argument(s) {', '.join(kwargs)}")
+            result = _handler(ufunc, name)(*inputs)
+        else:
+            result = _handler((ufunc, method), name)(*inputs, **kwargs)
         if dtype is not None:
             result = result.astype(dtype)
         if out is None:
@@ -292,6 +293,10 @@ class Tracer:
         handler = handlers.get(func)
         if handler is None:
             raise unsupported_function(_np_name(func))
+        if kwargs.get("out") is not None:
+            raise TracerConversionError(
+                f"{_np_name(func)}(..., out=...) with traced arrays: the result cannot be "
+                f"written into a buffer; use the returned array instead")
         return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):

@@ -199,6 +199,8 @@ def _binary(name, ufunc, d0, d1):
         broadcast_shapes(np.shape(x), np.shape(y))
         return p.bind(x, y)
     implements(ufunc)(handler)
+    implements((ufunc, "outer"))(
+        lambda x, y: handler(np.reshape(x, np.shape(x) + (1,) * np.ndim(y)), y))
 
 
 for _name, (_ufunc, _partial) in UNARY.items():

@@ -268,3 +268,21 @@ def any_(a, axis=None, out=None, keepdims=False, **kw):
 @implements(np.count_nonzero)
 def count_nonzero(a, axis=None, keepdims=False):
     return sum_(np.not_equal(a, 0), axis, keepdims=keepdims)
+
+
+# --------------------------------------------------------------------------- ufunc methods
+
+def _logsumexp(a, axis=0, keepdims=False):
+    m = np.max(a, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+for _ufunc, _reducer in ((np.add, sum_), (np.multiply, prod), (np.maximum, max_),
+                         (np.minimum, min_), (np.logaddexp, _logsumexp),
+                         (np.logical_and, all_), (np.logical_or, any_)):
+    implements((_ufunc, "reduce"))(
+        lambda a, axis=0, dtype=None, keepdims=False, _fn=_reducer:
+        _fn(a, axis=axis, keepdims=keepdims))
+implements((np.add, "accumulate"))(lambda a, axis=0, dtype=None: cumsum(a, axis))
+implements((np.multiply, "accumulate"))(lambda a, axis=0, dtype=None: cumprod(a, axis))
