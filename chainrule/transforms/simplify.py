@@ -17,7 +17,7 @@ strategy in the sense of rewrite-strategy languages (Stratego's `repeat` and `;`
     mul_zero_safe with a zero, nonzero or finite side; select on a constant condition;
     double negation, x + -y, x - -y, x * -y, c * -x, -(c*x), c * (d*x);
     (M*u)*v = M*(u*v) and M*u + M*v = M*(u+v) when u and v are smaller than M;
-    a contraction with an identity matrix, or with a transposed operand;
+    a contraction with an identity or diagonal matrix, or with a transposed operand;
     transpose of transpose, reshape of reshape, broadcast of broadcast, and the
     identity reshapes, transposes, broadcasts and conversions;
     a broadcast or uniform operand of an elementwise operation (NumPy broadcasts it
@@ -268,6 +268,21 @@ class Rewriter(Builder):
                 and value.shape[0] == value.shape[1] and np.array_equal(
                     value, np.eye(value.shape[0], dtype=value.dtype)))
 
+    def diagonal(self, a):
+        """True if a is an identity matrix, the vector u if a = identity * u (u of
+        shape (n,), (1, n) or (n, 1)), else None."""
+        if self.is_identity(a):
+            return True
+        e = self.producer(a)
+        if e is None or e.prim is not P["multiply"] or e.outputs[0].aval != a.aval:
+            return None
+        n = a.aval.shape[0]
+        for eye, u in (e.inputs, e.inputs[::-1]):
+            if self.is_identity(eye) and isinstance(u, Var) and u.aval.shape in (
+                    (n,), (1, n), (n, 1)) and u.aval.dtype == a.aval.dtype:
+                return u
+        return None
+
     def producer(self, a):
         return self.defs.get(a) if isinstance(a, Var) else None
 
@@ -398,19 +413,30 @@ def _rule_negative(r, x, out):
 
 
 def _rule_contract(r, a, b, out, spec):
-    """A contraction with an identity matrix relabels the other operand; a transposed
-    operand is read through the spec."""
+    """A contraction with an identity or a diagonal matrix (identity * vector)
+    relabels the other operand (and scales it); a transposed operand is read through
+    the spec."""
     a_idx, b_idx, out_idx = spec
-    for eye, other, eye_idx, other_idx in ((a, b, a_idx, b_idx), (b, a, b_idx, a_idx)):
-        if len(eye_idx) == 2 and r.is_identity(eye):
-            p, q = eye_idx
-            for kept, summed in ((p, q), (q, p)):
-                if summed in other_idx and summed not in out_idx and kept not in other_idx:
-                    relabeled = other_idx.replace(summed, kept)
-                    if sorted(relabeled) == sorted(out_idx) and other.aval.dtype == out.dtype:
-                        perm = tuple(relabeled.index(i) for i in out_idx)
-                        return other if perm == tuple(range(len(perm))) else r.bind(
-                            shape_ops.transpose_p, [other], perm=perm)
+    for diag, other, diag_idx, other_idx in ((a, b, a_idx, b_idx), (b, a, b_idx, a_idx)):
+        scale = r.diagonal(diag) if len(diag_idx) == 2 else None
+        if scale is None or other.aval.dtype != out.dtype:
+            continue
+        p, q = diag_idx
+        for kept, summed in ((p, q), (q, p)):
+            if summed in other_idx and summed not in out_idx and kept not in other_idx:
+                relabeled = other_idx.replace(summed, kept)
+                if sorted(relabeled) != sorted(out_idx):
+                    continue
+                perm = tuple(relabeled.index(i) for i in out_idx)
+                moved = other if perm == tuple(range(len(perm))) else r.bind(
+                    shape_ops.transpose_p, [other], perm=perm)
+                if scale is True:
+                    return moved
+                along = tuple(-1 if i == kept else 1 for i in out_idx)
+                along = tuple(scale.aval.size if d == -1 else d for d in along)
+                column = scale if scale.aval.shape == along else r.bind(
+                    shape_ops.reshape_p, [scale], shape=along)
+                return r.bind(P["multiply"], [moved, column])
     operands, specs = [a, b], list(spec[:2])
     for k, x in enumerate(operands):
         e = r.producer(x)
