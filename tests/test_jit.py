@@ -343,10 +343,11 @@ def test_vmap_of_jit_and_jit_of_vmap():
     np.testing.assert_allclose(cr.jit(cr.vmap(g, in_axes=(0, None)))(xs, W), want, rtol=1e-12)
 
 
-def test_error_indexing_with_a_traced_index_names_the_line():
-    def pick(x, i):
-        return x[i] * 2.0
+def test_error_value_dependent_shape_names_the_line():
+    def zeros_of_length(x, n):
+        return np.sum(np.zeros(int(n)) + x)
     with pytest.raises(cr.ConcretizationError,
-                       match=r"line \d+: `return x\[i\] \* 2.0`.*np.take"):
-        cr.jit(pick)(np.arange(3.0), np.asarray(1))
-    assert cr.jit(pick, static_argnums=1)(np.arange(3.0), 1) == 2.0
+                       match=r"line \d+: `return np.sum\(np.zeros\(int\(n\)\) \+ x\)`: "
+                             r"int\(\) needs the value.*static_argnums"):
+        cr.jit(zeros_of_length)(1.0, np.asarray(3))
+    assert cr.jit(zeros_of_length, static_argnums=1)(1.0, 3) == 3.0
