@@ -37,7 +37,7 @@ import numpy as np
 
 from ..core.ir import Aval, Eqn, Graph, Literal, Var
 from ..core.primitive import Primitive
-from ..core.trace import Tracer
+from ..core.trace import DerivedSource, Tracer
 from ..ops import contraction, elementwise, reductions
 from ..ops import shape as shape_ops
 from ..ops.elementwise import prims as ufunc_prims
@@ -169,9 +169,12 @@ def cse(graph: Graph):
         except TypeError:
             key = None
         previous = seen.get(key) if key is not None else None
-        if previous is not None:
+        if previous is not None:                  # the user's names and primal lines win
             for old, kept in zip(e.outputs, previous.outputs):
                 kept.hint = kept.hint or old.hint
+            if isinstance(previous.source, DerivedSource) and e.source is not None \
+                    and not isinstance(e.source, DerivedSource):
+                previous.source = e.source
             b.subst.update(zip(e.outputs, previous.outputs))
             b.changed = True
             continue
