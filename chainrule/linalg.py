@@ -11,8 +11,11 @@ tria's JVP goes through the Gramian instead (Corenflos, 2026): with A = R Qᵀ,
     K = R⁺ dA Q,   Φ(K) = tril(K + Kᵀ) - diag(K),   dR = R Φ(K) + (I - R R⁺) dA Q,
 
 which gives d(R Rᵀ) = dA Aᵀ + A dAᵀ exactly for every shape and rank. The rule is written
-with traceable operations (R⁺ is the `pinv` primitive below, itself differentiable where
-the rank is locally constant), so reverse mode and higher orders follow.
+with traceable operations (R⁺ is the `pinv` primitive below, differentiable where the
+rank is locally constant), so reverse mode and higher orders follow. Second derivatives
+are exact where R has full column rank (A of full row rank, or tall A of full column
+rank); at a rank-deficient A, where R itself is not differentiable, first derivatives of
+functions of R Rᵀ are exact but second derivatives are not guaranteed.
 
 `qr_tria` is the same factorization differentiated by the textbook QR rule; it is kept
 so that examples and tests can show where that rule breaks (NaN on rank-deficient input).
