@@ -173,10 +173,22 @@ def test_nonnegative_qp_jacobian_is_the_inverse_of_the_free_block(method, diff):
         np.testing.assert_allclose(jac(solve)(P), JAC_P, atol=1e-7)
 
 
-def test_nonnegative_qp_onestep_is_one_projected_gradient_step():
+def test_nonnegative_qp_onestep_differentiates_one_iteration_of_each_method():
     step = 1 / np.linalg.eigvalsh(Q).max()
     J = cr.jacfwd(nonnegative_qp("prox_grad", "onestep"))(P)
     np.testing.assert_allclose(J, step * np.diag(FREE.astype(float)), atol=1e-12)
+    # With step 1 and M = (I + Q)^-1 (the prox of the quadratic, x = M (z + p)):
+    M = np.linalg.inv(np.eye(5) + Q)
+    # Douglas-Rachford, state z* = (I + Q) x* - p, one iteration then x = prox_f(z):
+    # dx/dp = M (dz/dp + I) with dz/dp = (2 D - I) M, D = [2 x* - z* > 0].
+    z = (np.eye(5) + Q) @ x_target - P
+    D = np.diag((2 * x_target - z > 0).astype(float))
+    J = cr.jacfwd(nonnegative_qp("douglas_rachford", "onestep"))(P)
+    np.testing.assert_allclose(J, M @ ((2 * D - np.eye(5)) @ M + np.eye(5)), atol=1e-9)
+    # ADMM, state (y*, u*) = (x*, p - Q x*), one iteration: dy/dp = D M, D = [x* + u* > 0].
+    D = np.diag((x_target + P - Q @ x_target > 0).astype(float))
+    J = cr.jacfwd(nonnegative_qp("admm", "onestep"))(P)
+    np.testing.assert_allclose(J, D @ M, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- deep equilibrium
