@@ -14,8 +14,9 @@ and `differentiate` picks how x depends on theta:
   implicit function theorem, dx = -(∂ₓF)⁻¹ ∂θF dθ, solved matrix-free by `linear_solve`
   with products from JVPs of F. Reverse mode and higher orders follow from the rules.
 - "onestep": run on plain values (`implicit_root` behind stop_gradient), then one traced
-  `step` from the result (Bolte, Pauwels & Vaiter 2023; Jacobian-free backpropagation).
-  Exact in the limit when ∂ₓ step = 0 at the solution (Newton), biased otherwise.
+  `step` from the result — one iteration more than the solver ran (Bolte, Pauwels &
+  Vaiter 2023; Jacobian-free backpropagation). Exact in the limit when ∂ₓ step = 0 at
+  the solution (Newton), biased otherwise (gradient descent: -step ∂θ∇f).
 
 `custom_root` and `custom_fixed_point` put any user solver behind the implicit rule.
 """
