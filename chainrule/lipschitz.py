@@ -274,8 +274,8 @@ def seqlip(layers, exact_up_to=12, keep=100, max_sweeps=10):
                          "and ending with an affine layer: [A1, act, A2, act, ..., AK]")
     svds = [np.linalg.svd(layer.matrix(), full_matrices=False) for layer in affine]
     if len(svds) == 1:
-        s = svds[0][1]
-        return LipschitzBound(float(s[0]) if s.size else 0.0, [float(s[0])])
+        top = float(svds[0][1][0]) if svds[0][1].size else 0.0
+        return LipschitzBound(top, [top])
     last = len(svds) - 1
     factors = []
     for i, act in enumerate(acts):

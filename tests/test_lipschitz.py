@@ -77,6 +77,7 @@ def test_seqlip_of_two_layers_is_the_brute_force_maximum_over_patterns():
     assert lip.seqlip(layers).value == pytest.approx(brute, rel=1e-10)
     greedy = lip.seqlip(layers, exact_up_to=0).value
     assert np.linalg.norm(m2 @ m1, 2) - 1e-12 <= greedy <= brute + 1e-12
+    assert lip.seqlip(layers[:1]).value == pytest.approx(np.linalg.norm(m1, 2))
 
 
 def test_seqlip_three_layers_splits_middle_singular_values():
