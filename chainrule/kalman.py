@@ -10,7 +10,8 @@ Two filters compute the log marginal likelihood log p(y_0, ..., y_{T-1}):
   Every quantity it returns depends on the factors only through their Gramians, so its
   gradient through `tria`'s Gramian rule is exact even when P is singular (a known
   initial state, a process noise of lower rank than the state), where differentiating
-  through plain QR divides by zero. Pass `triangularize=chainrule.linalg.qr_tria` to see
+  through plain QR divides by zero. Its Hessian is exact too when that rank is fixed by
+  the model's structure (tested against the covariance-form filter). Pass `triangularize=chainrule.linalg.qr_tria` to see
   that happen.
 - `covariance_log_likelihood`: the textbook filter on P itself, as a reference.
 

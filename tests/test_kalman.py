@@ -77,6 +77,23 @@ def test_second_order_on_a_full_rank_model():
         (model.F, model.H), order=2)
 
 
+@pytest.mark.parametrize("field", ["F", "Qh", "H"])
+def test_hessian_matches_covariance_filter_on_degenerate_model(data, field):
+    """The rank of the state covariance is structural here (it does not change under
+    perturbations of the model), so second derivatives through tria are exact too."""
+    model, ys = data
+
+    def loglik(fn):
+        def of(value):
+            fields = dict(vars(model), **{field: value})
+            return fn(LinearGaussianModel(**fields), ys[:4])
+        return of
+    value = getattr(model, field)
+    np.testing.assert_allclose(cr.hessian(loglik(log_likelihood))(value),
+                               cr.hessian(loglik(covariance_log_likelihood))(value),
+                               atol=1e-10)
+
+
 def test_plain_qr_differentiation_gives_nan_on_the_degenerate_model(data):
     model, ys = data
     assert log_likelihood(model, ys, qr_tria) == pytest.approx(log_likelihood(model, ys))
