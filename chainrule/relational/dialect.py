@@ -1,8 +1,10 @@
 """SQL dialects: the few places where DuckDB and Spark SQL spell things differently.
 
 Everything else in the generated SQL is common to both. Identifiers are validated here
-(letters, digits and underscores, not starting with a digit) and always quoted; user
-values never enter SQL text, they travel as named parameters (`param`).
+(letters, digits and underscores, not starting with a digit) and always quoted. Data
+and user options (learning rates, initial values) never enter SQL text: they travel
+as named parameters (`param`) or as loaded tables. The only numbers written into SQL
+are a kernel's own constants, formatted from Python floats.
 """
 from __future__ import annotations
 

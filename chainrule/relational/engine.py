@@ -169,10 +169,11 @@ class Database:
         before the step."""
         raise NotImplementedError
 
-    @staticmethod
-    def _sgd_sql(loss, param, lr_marker, with_loss):
-        """The query of param - lr * gradient (and the loss, if asked)."""
-        update = lambda p, g: lanewise(lambda a, b: f"({a} - {lr_marker} * {b})", p, g)
+    def _sgd_sql(self, loss, param, with_loss):
+        """The query of param - lr * gradient (and the loss, if asked), the learning
+        rate a named parameter `lr`."""
+        lr = self.dialect.param("lr")
+        update = lambda p, g: lanewise(lambda a, b: f"({a} - {lr} * {b})", p, g)
         return gradient_sql(loss, param, update, loss_column=with_loss)
 
 
@@ -273,7 +274,7 @@ class DuckDB(Database):
         self.execute("BEGIN TRANSACTION")
         try:
             for i, p in enumerate(params):
-                sql = self._sgd_sql(loss, p, "$lr", with_loss=i == 0)
+                sql = self._sgd_sql(loss, p, with_loss=i == 0)
                 self.execute(f"CREATE OR REPLACE TEMP TABLE cr_new_{i} AS {sql}", {"lr": lr})
             value = self._rows("SELECT cr_loss FROM cr_new_0 LIMIT 1", {})[0][0]
             self.execute("ALTER TABLE cr_new_0 DROP COLUMN cr_loss")
@@ -367,7 +368,7 @@ class Spark(Database):
     def sgd_step(self, loss, params, lr, fit_name, step):
         views = []
         try:
-            new = [self._df(self._sgd_sql(loss, p, ":lr", with_loss=i == 0), {"lr": lr},
+            new = [self._df(self._sgd_sql(loss, p, with_loss=i == 0), {"lr": lr},
                             views).localCheckpoint() for i, p in enumerate(params)]
         finally:
             self._drop(views)

@@ -15,5 +15,5 @@ class MalformedRelationError(RelationalError):
     vectors of the wrong length."""
 
 
-class UnsupportedKernelError(UnsupportedOperationError):
+class UnsupportedKernelError(RelationalError, UnsupportedOperationError):
     """A kernel uses an operation that has no SQL form."""

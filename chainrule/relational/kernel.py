@@ -17,6 +17,7 @@ import numpy as np
 from .. import api
 from ..core.ir import Aval, Literal
 from ..core.trace import trace_flat
+from .dialect import DuckDBDialect
 from .errors import RelationalError, UnsupportedKernelError
 
 F64 = np.dtype(np.float64)
@@ -66,6 +67,8 @@ class Kernel:
         self.graph = trace_flat(lambda *xs: [_as_array(fn(*xs))], avals, abstract=True)[0]
         self.out_width = _width_of(self.graph.outvars[0].aval, f"kernel {self.name}")
         self._vjp = None
+        probe = DuckDBDialect()                # an operation with no SQL form fails now
+        self.value_sql(probe, [input_expr("x", w, probe) for w in self.in_widths])
 
     @property
     def vjp_graph(self):
@@ -206,7 +209,8 @@ def _reduce(combine):
 
 def _contract(dialect, out, ins, spec):
     a, b = ins
-    if not all(len(s) <= 1 for s in spec) or any(s not in ("", spec[2] or s) for s in spec):
+    letters = {c for s in spec for c in s}
+    if len(letters) > 1 or any(len(s) > 1 for s in spec):
         raise UnsupportedKernelError(
             f"the kernel contraction {spec} has no SQL form; kernels support elementwise "
             f"products, scalar-vector products and dot products of vectors")

@@ -13,7 +13,12 @@ relation-Jacobian products of Tang et al., ICML 2023):
     map          one join of the input with the gradient (none if the kernel is linear)
     join         joins of the gradient with the inputs the kernel's VJP reads, and an
                  aggregation back to the input's keys unless the join is one-to-one there
-    aggregation  one join of the gradient back onto the group keys
+    aggregation  sum: the gradient of the group, repeated on each of its rows (handed on
+                 as a `Broadcast`, so the consumer joins it in with the rows it reads
+                 anyway); mean: the same divided by the group's size; max/min: the
+                 rows that attain the extremum share the gradient equally (ties split,
+                 an element of the Clarke subdifferential, the convention of
+                 chainrule's np.max), one more join with the result
     rename       none (the keys are renamed back)
 
 Only nodes that lead to a parameter are differentiated; a node with several consumers

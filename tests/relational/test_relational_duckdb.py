@@ -125,7 +125,7 @@ def test_gradient_plan_is_simplified(db):
 def test_unknown_kernel_operation_is_named(db):
     p = db.parameter("p", keys="j", domain={"j": np.arange(2)})
     with pytest.raises(R.UnsupportedKernelError, match="floor_divide"):
-        p.map(lambda v: v // 2.0).sql()
+        p.map(lambda v: v // 2.0)
 
 
 # ---------------------------------------------------------------- safety
@@ -272,3 +272,63 @@ def test_failure_inside_a_step_changes_nothing(db, monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(params[0].fetch()["value"], before)
     assert db.fit_step_done("w") == 1
+
+
+# ---------------------------------------------------------------- every other error path
+
+def _bad_inputs(db):
+    x = db.load("x", {"i": np.arange(2), "v": np.ones(2)}, keys="i", value="v")
+    vec = db.load("vec", {"i": np.arange(2), "v": np.ones((2, 3))}, keys="i", value="v")
+    p = db.parameter("p", keys="i", domain={"i": np.arange(2)})
+    other = R.connect().load("x", {"i": np.arange(2), "v": np.ones(2)}, keys="i", value="v")
+    return {
+        "two connections": (lambda: R.join(x, other, on="i", kernel=lambda a, b: a),
+                            "different connections"),
+        "item of keyed": (lambda: x.item(), "item\\(\\) needs a relation without keys"),
+        "value is a key": (lambda: db.table("x", keys=("i", "v"), value="v"),
+                           "both a key and the value"),
+        "missing option": (lambda: R.join(x, x, on="i", kernel=lambda a, b: a, missing="skip"),
+                           "missing='skip'"),
+        "max of vectors": (lambda: vec.max(), "max of vector values"),
+        "rename unknown": (lambda: x.rename({"k": "j"}), "'k' is not a key"),
+        "grad wrt data": (lambda: R.grad(x.sum(), wrt=x), "takes db.parameter"),
+        "outer product": (lambda: vec.map(lambda v: np.sum(np.outer(v, v))),
+                          "contraction .* has no SQL form"),
+        "width mismatch": (lambda: db.table("vec", keys="i", value="v", width=4),
+                           "length 3, not width=4"),
+        "load lacks column": (lambda: db.load("t", {"i": np.arange(2)}, keys="i", value="v"),
+                              "no array for column 'v'"),
+        "load float keys": (lambda: db.load("t", {"i": np.ones(2), "v": np.ones(2)}, keys="i",
+                                            value="v"), "must be an integer array"),
+        "load 3-d values": (lambda: db.load("t", {"i": np.arange(2), "v": np.ones((2, 2, 2))},
+                                            keys="i", value="v"), "\\(rows,\\) or \\(rows, width\\)"),
+        "bad width": (lambda: db.parameter("q", keys="i", width=0), "positive int"),
+        "existing width": (lambda: db.parameter("vec", keys="i", value="v", width=2),
+                           "exists with values of width 3"),
+        "init shape": (lambda: db.parameter("q", keys="i", init=lambda rng, s: np.ones(5),
+                                            domain={"i": np.arange(2)}).fetch(),
+                       "init returned shape \\(5,\\), expected \\(2,\\)"),
+        "domain keys": (lambda: db.parameter("q", keys="j", domain={"i": np.arange(2)})
+                        .fetch(), "domain lacks keys \\['j'\\]"),
+        "domain relation": (lambda: db.parameter("q", keys="j", domain=x).fetch(),
+                            "do not include \\('j',\\)"),
+        "connect target": (lambda: R.connect(42), "pass nothing"),
+        "fit params": (lambda: R.fit(p.sum(), [x]), "list of db.parameter"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_inputs(R.connect())))
+def test_error_messages(db, case):
+    action, message = _bad_inputs(db)[case]
+    with pytest.raises(R.RelationalError, match=message):
+        action()
+
+
+def test_spark_dialect_sql():
+    from chainrule.relational.dialect import SparkDialect
+    from chainrule.relational.kernel import Kernel, input_expr
+    d = SparkDialect()
+    k = Kernel(lambda a, w: np.dot(a, w) * a, [2, 2])
+    out = k.value_sql(d, [input_expr("l.cr_value", 2, d), input_expr("r.cr_value", 2, d)])
+    assert out.as_sql(d).startswith("array(CAST(") and "element_at(l.cr_value, 2)" in out.as_sql(d)
+    assert d.q("w") == "`w`" and d.param("lr") == ":lr" and d.log1p("x") == "log1p(x)"
