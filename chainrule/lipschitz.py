@@ -27,7 +27,7 @@ and `Activation`s (`relu`, `tanh`, `sigmoid`, ...); `network(layers)` is the fun
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -115,7 +115,7 @@ class Activation:
     and SeqLip assume)."""
     fn: Callable
     lipschitz: float = 1.0
-    name: str = field(default="activation")
+    name: str = "activation"
 
     def __call__(self, x):
         return self.fn(x)
@@ -185,7 +185,6 @@ def spectral_norm(f, x_shape, tol=1e-6, max_iter=1000, rng=None, at=None):
     rng = np.random.default_rng(rng)
     v = rng.standard_normal(x_shape)
     v /= np.linalg.norm(v)
-    sq, residual = 0.0, np.inf
     for iteration in range(1, max_iter + 1):
         w = instantiate(backward_pass(graph, [np.asarray(f_lin(v))])[0])
         sq = float(np.vdot(v, w))

@@ -32,6 +32,8 @@ def test_iteration_cap_is_reported_as_not_converged():
     res = lip.spectral_norm(lambda x: w @ x, 30, tol=1e-12, max_iter=3)
     assert not res.converged and res.iterations == 3 and res.residual > 1e-12
     assert res.value <= np.linalg.norm(w, 2) + 1e-12
+    zero = lip.spectral_norm(lambda x: 0.0 * x, (4,))
+    assert zero.value == 0.0 and zero.converged
 
 
 @pytest.mark.parametrize("padding", ["circular", "zeros"])
