@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -37,7 +38,8 @@ CacheInfo = namedtuple("CacheInfo", "hits misses size")
 
 class _Entry:
     """One input signature: the traced graph and its compiled function."""
-    __slots__ = ("graph", "out_tree", "module", "fn", "structured_in", "structured_out")
+    __slots__ = ("graph", "out_tree", "module", "fn", "structured_in", "structured_out",
+                 "seconds")
 
 
 def _leaf_value(x, where):
@@ -83,6 +85,7 @@ class Jitted:
         # shapes and dtypes alone: such calls skip flattening.
         self._arrays_only: dict = {}
         self._hits = self._misses = 0
+        self.last_compile_seconds = None    # {"trace", "simplify", "codegen"}: seconds
         try:
             params = inspect.signature(fun).parameters.values()
             self._names = [p.name for p in params
@@ -154,6 +157,7 @@ class Jitted:
             _leaf_paths(td, n, n) for td, n in zip(tree.children[0].children, names)]
         hints = [h for p in paths if p is not None for _, h in p] \
             if paths and all(p is not None for p in paths) else None
+        start = time.perf_counter()
         with new_trace(abstract=True, record_source=True) as trace:
             tracers = [trace.new_input(Aval(x.shape, x.dtype),
                                        None if hints is None else hints[k])
@@ -178,9 +182,15 @@ class Jitted:
         entry.structured_in = hints is not None
         entry.structured_out = tree_source(out_tree, ["x"] * out_tree.num_leaves) is not None
         args = list(zip(names, tree.children[0].children)) if entry.structured_in else None
-        entry.module = generate(simplify(entry.graph), _function_name(self.fun), args,
+        traced = time.perf_counter()
+        simplified = simplify(entry.graph)
+        simplified_at = time.perf_counter()
+        entry.module = generate(simplified, _function_name(self.fun), args,
                                 out_tree if entry.structured_out else None)
         entry.fn = entry.module.load()
+        entry.seconds = {"trace": traced - start, "simplify": simplified_at - traced,
+                         "codegen": time.perf_counter() - simplified_at}
+        self.last_compile_seconds = entry.seconds
         return entry
 
     def source(self, *args, **kwargs) -> str:

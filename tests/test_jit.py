@@ -165,6 +165,7 @@ def test_cache_hits_and_retraces():
         return np.sum(x ** n)
     jg = cr.jit(g, static_argnums=1)
     jg(np.ones(3), 2)
+    assert set(jg.last_compile_seconds) == {"trace", "simplify", "codegen"}
     jg(np.full(3, 2.0), 2)                 # same signature: hit
     assert jg.cache_info() == (1, 1, 1) and len(calls) == 1
     jg(np.ones(4), 2)                      # new shape
