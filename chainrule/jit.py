@@ -15,6 +15,11 @@ called with traced values (`grad(jit(f))`, `hessian(jit(f))`, `jit` inside `jit`
 cached graph is evaluated on them instead, so the enclosing transformation records it
 and differentiates it. A function that closes over traced values of an enclosing
 transformation is traced on every call and evaluated the same way.
+
+As with any tracing compiler, Python code that does not involve the traced arguments
+runs once, while tracing: its results (random numbers included) are constants of the
+compiled function, and its side effects (printing, appending to a list) happen on the
+first call of each signature only.
 """
 from __future__ import annotations
 
@@ -92,6 +97,11 @@ class Jitted:
                            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
             self._names = []
+
+    def __get__(self, instance, owner=None):
+        """As a method: the instance is the first argument (make it a pytree, or static
+        with static_argnums=0)."""
+        return self if instance is None else functools.partial(self, instance)
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, len(self._cache))

@@ -352,3 +352,22 @@ def test_error_value_dependent_shape_names_the_line():
                              r"int\(\) needs the value.*static_argnums"):
         cr.jit(zeros_of_length)(1.0, np.asarray(3))
     assert cr.jit(zeros_of_length, static_argnums=1)(1.0, 3) == 3.0
+
+
+def test_jit_as_a_method():
+    class Model:
+        def __init__(self, scale):
+            self.scale = scale
+
+        @cr.jit
+        def loss(self, w):
+            return np.sum(self.w_scale(w) ** 2)
+
+        def w_scale(self, w):
+            return self.scale * w
+
+    with pytest.raises(cr.ChainruleError, match="is a Model, not an array.*static_argnums"):
+        Model(2.0).loss(np.ones(3))
+    Model.loss = cr.jit(Model.loss.fun, static_argnums=0)
+    assert Model(2.0).loss(np.ones(3)) == 12.0
+    assert cr.grad(Model(2.0).loss)(np.ones(3)).tolist() == [8.0, 8.0, 8.0]
