@@ -7,7 +7,7 @@ parameters. It returns an expression string, or a list of statements that assign
 `ctx.out` (for updates in place such as `x[i] = v`). `ctx.const(value)` names a
 constant that cannot be written inline (large arrays, index arrays). Each entry may
 also name the ufunc it calls, which lets the code generator pass `out=` to reuse a
-dead buffer, and say whether its result is a view of its first operand.
+dead buffer, and say whether its result may be (a view of) one of its operands.
 
 Primitives without an entry are called through their implementation (a constant of
 the generated module); `EMITTERS` covers every primitive of `chainrule.ops` and the
@@ -31,7 +31,7 @@ NAMESPACE = "np"
 class Emitter:
     emit: Callable
     ufunc: str | None = None      # "np.tanh": accepts out=
-    view: bool = False            # the result may share memory with the first operand
+    view: bool = False            # the result may share memory with an operand
 
 
 EMITTERS: dict = {}

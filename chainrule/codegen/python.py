@@ -71,8 +71,8 @@ def identifier(text, default="f") -> str:
 class Names:
     """Unique Python names: user names where known, t1, t2, ... otherwise."""
 
-    def __init__(self, taken=()):
-        self.used = set(_RESERVED) | set(taken)
+    def __init__(self):
+        self.used = set(_RESERVED)
         self.counter = 0
 
     def claim(self, wanted) -> str:
@@ -123,7 +123,7 @@ def name_user_variables(graph: Graph) -> None:
             and not isinstance(e.source, DerivedSource)]
     for k, e in enumerate(eqns):
         src = e.source
-        if src is None or src in seen:
+        if src in seen:
             continue
         if k + 1 < len(eqns) and eqns[k + 1].source == src:
             continue
