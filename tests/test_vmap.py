@@ -455,3 +455,12 @@ def test_random_shapes_and_batch_positions(data):
     want = looped(f, [bx, by], axes)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_indexing_with_batched_integer_indices_is_a_gather():
+    xs, idx = normal(2, 3), np.array([2, -1])
+    np.testing.assert_allclose(vmap(lambda x, i: x[i])(xs, idx), [xs[0, 2], xs[1, -1]])
+    rows = vmap(lambda i, x: x[i], (0, None))(np.array([1, 0, 1]), xs)
+    np.testing.assert_allclose(rows, xs[[1, 0, 1]])
+    gathered_squares = lambda x: np.sum(vmap(lambda i: x[i] * x[i])(np.array([1, 0, 1])))
+    np.testing.assert_allclose(cr.grad(gathered_squares)(xs), 2 * xs * np.array([[1], [2]]))

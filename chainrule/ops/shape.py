@@ -390,6 +390,8 @@ batch_rules[scatter_add_p] = _scatter_add_batch
 
 @implements("getitem")
 def getitem(x, index):
+    if isinstance(index, Tracer) and concrete(index) is None and index.dtype.kind in "iu":
+        return take(x, index, axis=0)          # known only at run time (jit, vmap): a gather
     index = _static_index(index, np.shape(x))
     if index.key in ((), ("Ellipsis",)):
         return x
