@@ -5,7 +5,8 @@
 
 A jitted function is traced with abstract values (shapes and dtypes only) the first
 time it sees an input signature: the pytree structure of the arguments, the shape and
-dtype of every leaf, and the values of the static arguments (`static_argnums`). The
+dtype of every leaf, and the values of the static arguments (`static_argnums`,
+`static_argnames`). The
 graph is simplified (`transforms.simplify`) and turned into a Python function that
 calls NumPy directly (`codegen`); later calls with the same signature run that
 function and nothing else of chainrule.
@@ -80,11 +81,13 @@ def _locate(error: ConcretizationError) -> ConcretizationError:
 class Jitted:
     """A function compiled per input signature (see the module docstring)."""
 
-    def __init__(self, fun, static_argnums=()):
+    def __init__(self, fun, static_argnums=(), static_argnames=()):
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) \
+            else tuple(static_argnames)
         self._cache: dict = {}
         # The same entries for calls whose arguments are all arrays, keyed by their
         # shapes and dtypes alone: such calls skip flattening.
@@ -113,13 +116,15 @@ class Jitted:
             raise ChainruleError(f"jit: static_argnums {self.static_argnums} out of range "
                                  f"for {n} positional argument(s)")
         static = sorted({i % n for i in self.static_argnums})
-        statics = tuple((i, args[i]) for i in static)
+        statics = tuple((i, args[i]) for i in static) + tuple(
+            (k, kwargs[k]) for k in self.static_argnames if k in kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
         try:
             hash(statics)
         except TypeError:
-            bad = next(i for i, a in statics if not _hashable(a))
+            bad, value = next((i, a) for i, a in statics if not _hashable(a))
             raise ChainruleError(
-                f"jit: static argument {bad} ({type(args[bad]).__name__}) is not "
+                f"jit: static argument {bad} ({type(value).__name__}) is not "
                 f"hashable; pass a tuple instead of a list, or make it a dynamic "
                 f"argument") from None
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
@@ -139,7 +144,7 @@ class Jitted:
         key, dynamic, leaves, tree, statics = self._split(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._trace(leaves, tree, statics, len(args), kwargs)
+            entry = self._trace(leaves, tree, statics, len(args))
             if entry.fn is None:                      # closes over traced values
                 return tree_unflatten(entry.out_tree,
                                       eval_graph(entry.graph, entry.graph.consts, leaves))
@@ -161,9 +166,9 @@ class Jitted:
         return [self._names[i] if i < len(self._names) else f"arg{i}"
                 for i in range(nargs) if i not in dict(static)]
 
-    def _trace(self, leaves, tree, statics, nargs, kwargs):
+    def _trace(self, leaves, tree, statics, nargs):
         names = self._arg_names(nargs, statics)
-        paths = [] if kwargs else [
+        paths = [] if tree.children[1].children else [
             _leaf_paths(td, n, n) for td, n in zip(tree.children[0].children, names)]
         hints = [h for p in paths if p is not None for _, h in p] \
             if paths and all(p is not None for p in paths) else None
@@ -175,6 +180,7 @@ class Jitted:
             dynamic, kw = tree_unflatten(tree, tracers)
             full, it = [], iter(dynamic)
             static = dict(statics)
+            kw.update((k, v) for k, v in statics if isinstance(k, str))
             for i in range(nargs):
                 full.append(static[i] if i in static else next(it))
             try:
@@ -206,7 +212,7 @@ class Jitted:
     def source(self, *args, **kwargs) -> str:
         """The generated Python source for these arguments."""
         key, dynamic, leaves, tree, statics = self._split(args, kwargs)
-        entry = self._trace(leaves, tree, statics, len(args), kwargs)
+        entry = self._trace(leaves, tree, statics, len(args))
         if entry.module is None:
             raise ChainruleError(
                 "source: the function closes over values traced by an enclosing "
@@ -227,15 +233,16 @@ def _function_name(fun) -> str:
     return "f" if name == "<lambda>" else name
 
 
-def jit(fun, static_argnums=()):
+def jit(fun, static_argnums=(), static_argnames=()):
     """fun compiled to NumPy source per input signature (see the module docstring).
-    static_argnums: positions of arguments that are Python values (hashable) rather
-    than arrays; each new value traces again."""
-    return Jitted(fun, static_argnums)
+    static_argnums / static_argnames: positions / keyword names of arguments that are
+    Python values (hashable) rather than arrays; each new value traces again."""
+    return Jitted(fun, static_argnums, static_argnames)
 
 
-def source(fun, *args, static_argnums=(), **kwargs) -> str:
+def source(fun, *args, static_argnums=(), static_argnames=(), **kwargs) -> str:
     """The Python source that `jit(fun)` runs for these arguments: a module importing
     only NumPy and defining one function."""
-    jitted = fun if isinstance(fun, Jitted) else Jitted(fun, static_argnums)
+    jitted = fun if isinstance(fun, Jitted) else Jitted(fun, static_argnums,
+                                                         static_argnames)
     return jitted.source(*args, **kwargs)

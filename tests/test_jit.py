@@ -177,6 +177,21 @@ def test_cache_hits_and_retraces():
     assert jg(np.ones(3, np.float32), 2).dtype == np.float32
 
 
+def test_static_keyword_arguments():
+    calls = []
+
+    def g(x, power=2, scale=1.0):
+        calls.append(1)
+        return scale * np.sum(x ** power)
+    jg = cr.jit(g, static_argnames="power")
+    assert jg(np.ones(3), power=3, scale=2.0) == 6.0
+    assert jg(np.ones(3), power=3, scale=3.0) == 9.0       # scale is dynamic: a hit
+    assert jg(np.ones(3), power=2, scale=3.0) == 9.0       # new static value
+    assert len(calls) == 2
+    with pytest.raises(cr.ChainruleError, match=r"static argument power \(list\)"):
+        jg(np.ones(3), power=[2])
+
+
 def test_pytree_structure_is_part_of_the_signature():
     jg = cr.jit(lambda p: sum(np.sum(v) for v in p.values()))
     jg({"a": np.ones(2)})
