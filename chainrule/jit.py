@@ -35,7 +35,7 @@ import numpy as np
 from .core.errors import ChainruleError, ConcretizationError
 from .core.ir import Aval
 from .core.pytree import tree_flatten, tree_unflatten
-from .core.trace import _PACKAGE_DIR, Tracer, eval_graph, new_trace
+from .core.trace import _PACKAGE_DIR, Tracer, eval_graph, new_trace, user_source
 from .codegen.python import _leaf_paths, generate, name_user_variables, tree_source
 from .transforms.simplify import dce, simplify
 
@@ -173,6 +173,7 @@ class Jitted:
         hints = [h for p in paths if p is not None for _, h in p] \
             if paths and all(p is not None for p in paths) else None
         start = time.perf_counter()
+        call_site = user_source()
         with new_trace(abstract=True, record_source=True) as trace:
             tracers = [trace.new_input(Aval(x.shape, x.dtype),
                                        None if hints is None else hints[k])
@@ -189,6 +190,9 @@ class Jitted:
                 raise _locate(e) from None
             out_leaves, out_tree = tree_flatten(out)
             graph = trace.graph([t._var for t in tracers], out_leaves)
+        for e in graph.eqns:        # recorded by a transformation, not by a line of fun
+            if e.source == call_site:
+                e.source = None
         entry = _Entry()
         name_user_variables(graph)
         entry.graph, entry.out_tree = dce(graph)[0], out_tree
