@@ -239,29 +239,39 @@ def _basis(leaf):
 
 def _forward_blocks(lin, ins, outs):
     """blocks[i][j] = d out_i / d in_j: per input, one batched evaluation of the linear
-    graph on all the basis vectors at once (vmap's interpreter)."""
+    graph on all the basis vectors at once (vmap's interpreter); a one-element input
+    needs a single plain evaluation."""
     blocks = [[None] * len(ins) for _ in outs]
     for j, xj in enumerate(ins):
+        n = int(np.size(xj))
         args = [_basis(xj) if k == j else np.zeros_like(x) for k, x in enumerate(ins)]
-        dims = [0 if k == j else None for k in range(len(ins))]
-        columns = vmap_graph_eval(lin, lin.consts, args, dims, int(np.size(xj)))
+        if n == 1:
+            columns = eval_graph(lin, lin.consts, [a[0] if k == j else a
+                                                   for k, a in enumerate(args)])
+        else:
+            dims = [0 if k == j else None for k in range(len(ins))]
+            columns = [np.moveaxis(c, 0, -1)
+                       for c in vmap_graph_eval(lin, lin.consts, args, dims, n)]
         for i, o in enumerate(outs):
-            blocks[i][j] = np.reshape(np.moveaxis(columns[i], 0, -1),
-                                      np.shape(o) + np.shape(xj))
+            blocks[i][j] = np.reshape(columns[i], np.shape(o) + np.shape(xj))
     return blocks
 
 
 def _reverse_blocks(lin, ins, outs):
     """blocks[i][j] = d out_i / d in_j: per output, the backward pass is traced once
     into a graph and evaluated on all the basis cotangents at once (vmap's
-    interpreter)."""
+    interpreter); a one-element output (a gradient) needs a single backward pass."""
     blocks = []
     for i, oi in enumerate(outs):
         def pull_back(ct, i=i):
             cts = [ct if k == i else Zero(aval_of(o)) for k, o in enumerate(outs)]
             return [instantiate(c) for c in backward_pass(lin, cts)]
-        adjoint, _, _ = trace_flat(pull_back, [aval_of(oi)], abstract=True)
-        rows = vmap_graph_eval(adjoint, adjoint.consts, [_basis(oi)], [0], int(np.size(oi)))
+        n = int(np.size(oi))
+        if n == 1:
+            rows = pull_back(_basis(oi)[0])
+        else:
+            adjoint, _, _ = trace_flat(pull_back, [aval_of(oi)], abstract=True)
+            rows = vmap_graph_eval(adjoint, adjoint.consts, [_basis(oi)], [0], n)
         blocks.append([np.reshape(r, np.shape(oi) + np.shape(x)) for r, x in zip(rows, ins)])
     return blocks
 
