@@ -242,3 +242,25 @@ def test_public_face_plans_once_per_signature():
     assert len(calls) == traced                    # the generated code ran, no tracing
     jac(np.ones(4))
     assert len(calls) > traced                     # a new shape is a new plan
+
+
+def test_error_block_too_large_to_form(monkeypatch):
+    from chainrule.core.errors import UnsupportedOperationError
+    from chainrule.elimination import graph
+
+    monkeypatch.setattr(graph, "MAX_PROBED_BLOCK", 10)
+    A = rng.standard_normal((4, 4)) + 4 * np.eye(4)
+    with pytest.raises(UnsupportedOperationError, match="too large to form.*jacfwd"):
+        plan(lambda A: np.linalg.solve(A, np.ones(4)), A, order="forward")
+
+
+def test_large_batches_run_in_slices_with_the_same_result():
+    task = T.TASKS["HumanHeartDipole"]
+    p = plan(task.fun, *task.args(rng), order="markowitz")
+    batch = task.args(rng, (3, 7))
+    whole = p.blocks(*batch)
+    p.chunk = 4                                   # 21 elements in 6 slices
+    sliced = p.blocks(*batch)
+    for a, b in zip(_flat(whole), _flat(sliced)):
+        assert b.shape == (3, 7)
+        np.testing.assert_array_equal(a, b)

@@ -6,9 +6,9 @@ computation (every equation of the traced graph), the local partials of every ed
 then one statement per (predecessor, successor) pair of each eliminated vertex, in the
 order given. Blocks are held as
 
-    diagonal  an array shaped like the vertex (elementwise factors; a scalar for
-              scalar vertices, so a leading batch axis on scalar programs just
-              broadcasts through every line);
+    diagonal  the elementwise factors: a flat vector for vertices of several scalars,
+              the value itself for scalar vertices (so a leading batch axis on
+              programs of scalars just broadcasts through every line), or a literal;
     matrix    a 2-d array (rows: scalars of the successor, columns: of the predecessor).
 
 Unused statements are dropped; multiplying by an exact constant 1 is not written.
@@ -40,6 +40,8 @@ class _Block:
 
 
 class Emitter:
+    """Collects the statements of the generated function and the objects it uses."""
+
     def __init__(self):
         self.lines = []          # (defined names, used names, code)
         self.namespace = {"np": np}
@@ -112,7 +114,7 @@ class Emitter:
             m = part.matrix
             if m.shape[0] == m.shape[1] and np.count_nonzero(m - np.diag(np.diag(m))) == 0:
                 d = np.diag(m)
-                if np.all(d == d[0]):
+                if d.size and np.all(d == d[0]) and np.isfinite(d[0]):
                     return _Block(ONE if d[0] == 1 else repr(float(d[0])), "diagonal")
                 return _Block(self.const(d), "diagonal")
             return _Block(self.const(m), "matrix")
@@ -183,9 +185,24 @@ class Emitter:
         kept = []
         for defined, used, code in reversed(self.lines):
             if live.intersection(defined):
-                kept.append(code)
+                kept.append((defined, used, code))
                 live.update(used)
-        body = "\n".join("    " + c for c in reversed(kept))
+        kept.reverse()
+        # Free every temporary right after its last use, so that large (batched)
+        # arrays are recycled instead of all staying alive until the return.
+        local = {n for defined, _, _ in kept for n in defined} | set(params)
+        last_use = {}
+        for i, (_, used, _) in enumerate(kept):
+            for n in used:
+                if n in local:
+                    last_use[n] = i
+        body = []
+        for i, (_, _, code) in enumerate(kept):
+            body.append(code)
+            dead = sorted(n for n, j in last_use.items() if j == i and n not in results)
+            if dead:
+                body.append("del " + ", ".join(dead))
+        body = "\n".join("    " + c for c in body)
         return f"def {fn_name}({', '.join(params)}):\n{body}\n    return _results\n"
 
 

@@ -93,7 +93,21 @@ class Plan:
             batch = b
         if batch and not self._scalar_program:
             return self._batched(leaves, batch)
+        if batch and int(np.prod(batch)) > self.chunk:
+            return self._chunked(leaves, batch)
         return self._fn(*leaves)
+
+    #: Programs of scalars run a large batch in slices of this many elements, so that
+    #: each of the hundreds of generated statements works on arrays that stay in cache.
+    chunk = 8192
+
+    def _chunked(self, leaves, batch):
+        n = int(np.prod(batch))
+        flat = [np.broadcast_to(x, batch).reshape(n) for x in leaves]
+        parts = [self._fn(*[x[s:s + self.chunk] for x in flat])
+                 for s in range(0, n, self.chunk)]
+        return [[np.concatenate([part[o][i] for part in parts]).reshape(batch)
+                 for i in range(len(leaves))] for o in range(len(parts[0]))]
 
     def _batched(self, leaves, batch):
         """Tensor programs with a batch: one run per batch element, stacked."""
