@@ -225,6 +225,7 @@ class Rewriter(Builder):
     def __init__(self, graph):
         super().__init__(graph)
         self.uniform_of: dict = {}
+        self.identity_of: dict = {}
         self.uses: dict = {}
         for e in graph.eqns:
             for v in e.inputs:
@@ -266,10 +267,13 @@ class Rewriter(Builder):
 
     def is_identity(self, a) -> bool:
         """a is a constant identity matrix."""
-        value = self.const_values.get(a) if isinstance(a, Var) else None
-        return (isinstance(value, np.ndarray) and value.ndim == 2
-                and value.shape[0] == value.shape[1] and np.array_equal(
-                    value, np.eye(value.shape[0], dtype=value.dtype)))
+        if a not in self.identity_of:
+            value = self.const_values.get(a) if isinstance(a, Var) else None
+            self.identity_of[a] = (
+                isinstance(value, np.ndarray) and value.ndim == 2
+                and value.shape[0] == value.shape[1]
+                and np.array_equal(value, np.eye(value.shape[0], dtype=value.dtype)))
+        return self.identity_of[a]
 
     def diagonal(self, a):
         """True if a is an identity matrix, the vector u if a = identity * u (u of
