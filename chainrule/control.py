@@ -12,8 +12,12 @@ trace of its body. The primitives run eagerly (a Python loop over the body graph
 inside any trace; their rules work on the sub-graphs:
 
 - JVP: the same primitive over the JVP of its sub-graph(s). For scan, the tangent loop
-  runs over the carries of every iteration, stacked by a first (primal) scan; so a
-  linearized scan is a scan whose carries are all tangents.
+  runs over the carries of every iteration, stacked by a first (primal) scan (only the
+  carries the tangent body uses: none when the body is linear); so a linearized scan is
+  a scan whose carries are all tangents. fori_loop with bounds known when it is called
+  is a scan that carries the counter; with traced bounds, a while_loop.
+- checkpoint: its JVP is a checkpoint of the JVP sub-graph, so a linearized checkpoint
+  keeps only the block's inputs as residuals and its transpose recomputes the rest.
 - Transpose: the same primitive over the transposed sub-graph(s), run in the opposite
   direction for scan. A sub-graph of a linear graph mixes primal recomputation with
   linear equations; `transpose_graph` evaluates the first and transposes the second.
