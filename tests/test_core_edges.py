@@ -73,3 +73,19 @@ def test_out_argument_of_numpy_functions_is_refused():
     buf = np.zeros(())
     with pytest.raises(cr.TracerConversionError, match="out=.*returned array"):
         cr.grad(lambda x: np.sum(x, out=buf))(np.ones(3))
+
+
+def test_copy_is_not_aliased_by_later_in_place_updates():
+    def f(x):
+        y = x * 2.0
+        old = y.copy()
+        y[0] = 5.0
+        return y + old + np.copy(y)
+    x = np.arange(3.0)
+    np.testing.assert_allclose(cr.vjp(f, x)[0], f(x))
+    np.testing.assert_allclose(cr.grad(lambda x: np.sum(f(x)))(x), [2.0, 6.0, 6.0])
+
+
+def test_printed_slices_keep_their_colons():
+    text = str(cr.make_graph(lambda x: np.sum(x[1:]) + np.sum(x[:-1]) + np.sum(x[::2]))(np.ones(4)))
+    assert "index=[1:]" in text and "index=[:-1]" in text and "index=[::2]" in text

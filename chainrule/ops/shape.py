@@ -292,8 +292,9 @@ class Index:
     def __repr__(self):
         def show(i):
             if isinstance(i, slice):
-                return ":".join("" if v is None else str(v)
-                                for v in (i.start, i.stop, i.step)).rstrip(":") or ":"
+                bound = lambda v: "" if v is None else str(v)
+                step = "" if i.step is None else f":{i.step}"
+                return f"{bound(i.start)}:{bound(i.stop)}{step}"
             if isinstance(i, np.ndarray):
                 return f"int{list(i.shape)}"
             return "..." if i is Ellipsis else repr(i)
@@ -657,6 +658,6 @@ implements(np.shape)(lambda a: a.shape)
 implements(np.ndim)(lambda a: a.ndim)
 implements(np.size)(lambda a, axis=None: a.size if axis is None else a.shape[axis])
 implements(np.result_type)(lambda *xs: np.result_type(*[aval_of(x).dtype for x in xs]))
-implements(np.copy)(lambda a, order="K", subok=False: a)
+implements(np.copy)(lambda a, order="K", subok=False: a._snapshot())  # a new, unaliased tracer
 implements(np.iscomplexobj)(lambda x: False)
 implements(np.isscalar)(lambda x: False)
