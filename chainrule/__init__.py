@@ -8,6 +8,7 @@ from .control import checkpoint, cond, fori_loop, scan, while_loop  # noqa: F401
 from .forward_grad import forward_grad  # noqa: F401
 from .jit import jit, source  # noqa: F401
 from .core.errors import (ChainruleError, ConcretizationError, NonDifferentiableError,  # noqa: F401
+                          SingularMatrixError,
                           ShapeError, TracerConversionError, UnsupportedOperationError)
 from .core.pytree import (register_dataclass, register_pytree, tree_flatten,  # noqa: F401
                           tree_map, tree_unflatten)

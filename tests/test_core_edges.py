@@ -89,3 +89,10 @@ def test_copy_is_not_aliased_by_later_in_place_updates():
 def test_printed_slices_keep_their_colons():
     text = str(cr.make_graph(lambda x: np.sum(x[1:]) + np.sum(x[:-1]) + np.sum(x[::2]))(np.ones(4)))
     assert "index=[1:]" in text and "index=[:-1]" in text and "index=[::2]" in text
+
+
+def test_singular_solves_name_the_cause():
+    with pytest.raises(cr.SingularMatrixError, match="rank-deficient.*tria"):
+        cr.grad(lambda a: np.sum(np.linalg.qr(a.T)[1]))(np.array([[1.0, 0.0], [1.0, 0.0]]))
+    with pytest.raises(np.linalg.LinAlgError):          # still what NumPy users catch
+        cr.grad(lambda a: np.sum(np.linalg.inv(a)))(np.zeros((2, 2)))

@@ -1,4 +1,5 @@
 """The errors chainrule raises. Each says what was wrong and what to do instead."""
+import numpy as np
 
 
 class ChainruleError(Exception):
@@ -23,6 +24,10 @@ class NonDifferentiableError(ChainruleError, TypeError):
 
 class ShapeError(ChainruleError, ValueError):
     """Arguments of incompatible shapes."""
+
+
+class SingularMatrixError(ChainruleError, np.linalg.LinAlgError):
+    """A linear solve met a singular matrix (in a value or in a derivative rule)."""
 
 
 class LeakedTracerError(ChainruleError, RuntimeError):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import ShapeError, UnsupportedOperationError
+from ..core.errors import ShapeError, SingularMatrixError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, batch_rules, primitive
 from ..transforms.batching import axis_param_rule, broadcasting_rule
@@ -102,7 +102,18 @@ def _solve_transpose(cts, a, b):
     return [None, sum_to_shape(solve_p.bind(_mT(a), cts[0]), b.aval.shape)]
 
 
-solve_p = primitive("solve", np.linalg.solve, _solve_shape, jvp=_solve_jvp,
+def _solve_impl(a, b):
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError as e:
+        raise SingularMatrixError(
+            f"a linear solve met a singular matrix ({e}); this happens in "
+            f"np.linalg.solve/inv of a singular input and in derivative rules that solve "
+            f"with a factor, e.g. qr or cholesky at a rank-deficient input (there the "
+            f"derivative does not exist: chainrule.linalg.tria has one at any rank)") from e
+
+
+solve_p = primitive("solve", _solve_impl, _solve_shape, jvp=_solve_jvp,
                     transpose=_solve_transpose)
 batch_rules[solve_p] = broadcasting_rule(solve_p)
 
