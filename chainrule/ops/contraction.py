@@ -98,10 +98,13 @@ contract_p = primitive("contract", _contract_impl, _contract_shape, jvp=_contrac
 
 
 def _contract_batch(args, dims, spec):
-    """The batch axis is one more index, kept in the output (a batched einsum)."""
+    """The batch axis is one more index, kept in the output (a batched einsum). A lone
+    batched operand goes first, so that the product comes out batch-major (C order)."""
     b = next(c for c in string.ascii_letters if c not in "".join(spec))
     operands = [x if d is None else batch_to_front(x, d) for x, d in zip(args, dims)]
     idx = [i if d is None else b + i for i, d in zip(spec[:2], dims)]
+    if dims[0] is None:
+        operands, idx = operands[::-1], idx[::-1]
     return contract_p.bind(*operands, spec=(idx[0], idx[1], b + spec[2])), 0
 
 
