@@ -227,6 +227,7 @@ def test_primitive_without_batch_rule_runs_once_per_example():
     row_norms = primitive("test_row_norms", lambda x: np.sqrt(np.sum(x * x, axis=-1)),
                           lambda x: Aval(x.shape[:-1], x.dtype))
     assert_batches_like_loop(lambda x: row_norms.bind(x) * 2, [normal(2, 3)])
+    assert vmap(row_norms.bind)(np.zeros((0, 2, 3))).shape == (0, 2)
 
 
 def test_custom_rules_run_once_per_example_under_vmap():

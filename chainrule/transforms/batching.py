@@ -22,7 +22,7 @@ import functools
 import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError
-from ..core.ir import Aval, Graph, Literal
+from ..core.ir import Aval, Graph, Literal, aval_of
 from ..core.primitive import batch_rules
 from ..core.pytree import _node, tree_flatten, tree_unflatten
 from ..core.trace import trace_flat
@@ -50,10 +50,12 @@ def batch_to_front(x, dim, rank=None):
 
 
 def example_rank(args, dims):
+    """The largest rank of the operands without their batch axes."""
     return max(np.ndim(a) - (d is not None) for a, d in zip(args, dims))
 
 
 def batch_size(args, dims):
+    """The length of the batch axis (from the first batched operand)."""
     return next(np.shape(a)[d] for a, d in zip(args, dims) if d is not None)
 
 
@@ -96,10 +98,11 @@ def loop_rule(prim, args, dims, size, params):
         out = prim.bind(*example, **params)
         per_example.append(out if prim.multiple_results else [out])
     if size == 0:
-        avals = prim.shape(*[Aval(np.shape(a)[:d] + np.shape(a)[d + 1:] if d is not None
-                                  else np.shape(a), a.dtype) for a, d in zip(args, dims)],
-                           **params)
-        outs = [np.zeros((0,) + av.shape, av.dtype) for av in avals]
+        example_avals = [aval_of(a) if d is None else
+                         Aval(np.shape(a)[:d] + np.shape(a)[d + 1:], aval_of(a).dtype)
+                         for a, d in zip(args, dims)]
+        outs = [np.zeros((0,) + av.shape, av.dtype)
+                for av in prim.shape(*example_avals, **params)]
     else:
         outs = [np.stack([r[k] for r in per_example]) for k in range(len(per_example[0]))]
     return (outs, [0] * len(outs)) if prim.multiple_results else (outs[0], 0)
