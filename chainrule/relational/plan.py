@@ -293,10 +293,10 @@ class Aggregate(Relation):
         c = b.node(self.inputs[0])
         v = _value(b, "c", self.inputs[0])
         if self.how == "sum":
-            expr = _lanes_map(v, lambda x: f"COALESCE(SUM({x}), {b.dialect.float_literal(0)})")
+            expr = lanewise(lambda x: f"COALESCE(SUM({x}), {b.dialect.float_literal(0)})", v)
         else:
             fn = {"mean": "AVG", "max": "MAX", "min": "MIN"}[self.how]
-            expr = _lanes_map(v, lambda x: f"{fn}({x})")
+            expr = lanewise(lambda x: f"{fn}({x})", v)
         return (f"SELECT {_cols(b, self.by, 'c')}{expr.as_sql(b.dialect)} AS {VALUE} "
                 f"FROM {c} AS c" + _group_by(b, self.by, "c"))
 
@@ -310,7 +310,7 @@ class Aggregate(Relation):
         partition = f"OVER ({_partition(b, self.by, 'c')})"
         source = f"{c} AS c" + _join(b, grad, "g", self.by, "c")
         if self.how == "mean":
-            expr = _lanes_map(g, lambda x: f"({x} / COUNT(*) {partition})")
+            expr = lanewise(lambda x: f"({x} / COUNT(*) {partition})", g)
         else:
             source += _join(b, b.node(self), "o", self.by, "c")
             hit = f"c.{VALUE} = o.{VALUE}"
@@ -382,10 +382,6 @@ def _order_by(dialect, keys) -> str:
     return (" ORDER BY " + ", ".join(dialect.q(k) for k in keys)) if keys else ""
 
 
-def _lanes_map(e: Expr, fn) -> Expr:
-    return lanewise(fn, e)
-
-
 def lanewise(fn, *exprs) -> Expr:
     """fn applied to the SQL of the expressions, lane by lane for vectors."""
     width = max((len(e.lanes) for e in exprs if e.lanes is not None), default=None)
@@ -396,7 +392,7 @@ def lanewise(fn, *exprs) -> Expr:
 
 def _sum_by(b, expr: Expr, keys, alias, source) -> str:
     """SELECT keys, SUM(expr) FROM source GROUP BY keys (lane by lane for vectors)."""
-    total = _lanes_map(expr, lambda x: f"COALESCE(SUM({x}), {b.dialect.float_literal(0)})")
+    total = lanewise(lambda x: f"COALESCE(SUM({x}), {b.dialect.float_literal(0)})", expr)
     return (f"SELECT {_cols(b, keys, alias)}{total.as_sql(b.dialect)} AS {VALUE} "
             f"FROM {source}" + _group_by(b, keys, alias))
 
@@ -542,7 +538,7 @@ def gradient_sql(root, param, value_sql_of=None, loss_column=False) -> "Query":
     if param in grads:
         on = " AND ".join(f"p.{d.q(k)} = g.{d.q(k)}" for k in param.keys) or "TRUE"
         source = f"{p} AS p LEFT JOIN {b.rows(param, grads[param])} AS g ON {on}"
-        grad = _lanes_map(_value(b, "g", param), lambda x: f"COALESCE({x}, {zero})")
+        grad = lanewise(lambda x: f"COALESCE({x}, {zero})", _value(b, "g", param))
     else:
         source = f"{p} AS p"
         grad = Expr(F64, text=zero) if param.width is None else Expr(F64, lanes=[zero] * param.width)
