@@ -200,7 +200,7 @@ class Emitter:
         for i, (_, _, code) in enumerate(kept):
             body.append(code)
             dead = sorted(n for n, j in last_use.items() if j == i and n not in results)
-            if dead:
+            if dead and i < len(kept) - 1:
                 body.append("del " + ", ".join(dead))
         body = "\n".join("    " + c for c in body)
         return f"def {fn_name}({', '.join(params)}):\n{body}\n    return _results\n"
