@@ -96,3 +96,10 @@ def test_singular_solves_name_the_cause():
         cr.grad(lambda a: np.sum(np.linalg.qr(a.T)[1]))(np.array([[1.0, 0.0], [1.0, 0.0]]))
     with pytest.raises(np.linalg.LinAlgError):          # still what NumPy users catch
         cr.grad(lambda a: np.sum(np.linalg.inv(a)))(np.zeros((2, 2)))
+
+
+def test_sub_graphs_print_indented_inside_their_equation():
+    text = str(cr.make_graph(lambda x: cr.cond(x.sum() > 0, lambda x: x * 2, lambda x: -x, x))(
+        np.ones(2)))
+    assert "cond[branches=({ lambda a:f64[2] .\n        b:f64[2] = negative a" in text
+    assert "{ {" not in text

@@ -167,8 +167,10 @@ class Namer:
 
 
 def format_param(value) -> str:
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, Graph) for v in value):
+        return "(" + ", ".join(format_param(v) for v in value) + ")"
     if isinstance(value, Graph):
-        return "{ " + pretty(value, indent=4).strip().replace("\n", "\n    ") + " }"
+        return pretty(value, indent=4).replace("\n", "\n    ")
     if isinstance(value, np.ndarray):
         return f"array{aval_of(value)}" if value.size > 6 else np.array2string(
             value, separator=",")
