@@ -264,3 +264,18 @@ def test_large_batches_run_in_slices_with_the_same_result():
     for a, b in zip(_flat(whole), _flat(sliced)):
         assert b.shape == (3, 7)
         np.testing.assert_array_equal(a, b)
+
+
+def test_loop_primitive_is_one_vertex_with_a_dense_block():
+    from chainrule.control import fori_loop
+
+    def f(x):
+        y = fori_loop(0, 3, lambda i, c: np.sin(c) * 1.5, x)
+        return np.exp(y) * x
+
+    x = np.array([0.3, 0.7])
+    p = plan(f, x, order="markowitz")
+    assert p.n_vertices == 3                       # loop, exp, multiply
+    (J,) = p.jacobian(x)
+    np.testing.assert_allclose(J, cr.jacfwd(f)(x), rtol=1e-12)
+    np.testing.assert_allclose(J, cr.jacrev(f)(x), rtol=1e-12)
