@@ -279,3 +279,21 @@ def test_loop_primitive_is_one_vertex_with_a_dense_block():
     (J,) = p.jacobian(x)
     np.testing.assert_allclose(J, cr.jacfwd(f)(x), rtol=1e-12)
     np.testing.assert_allclose(J, cr.jacrev(f)(x), rtol=1e-12)
+
+
+def test_batched_tensor_program_falls_back_to_one_run_per_element(monkeypatch):
+    from chainrule.core.errors import UnsupportedOperationError
+    from chainrule.transforms import batching
+
+    def no_vmap(fn):
+        def fail(*args):
+            raise UnsupportedOperationError("no batching rule (test)")
+        return fail
+
+    x, A = rng.standard_normal((2, 4)), rng.standard_normal((2, 2, 3))
+    p = plan(tensor_program, x[0], A[0], order="reverse")
+    vectorized = p.jacobian(x, A)
+    monkeypatch.setattr(batching, "vmap", no_vmap)
+    looped = p.jacobian(x, A)
+    for a, b in zip(_flat(vectorized), _flat(looped)):
+        np.testing.assert_allclose(a, b, rtol=1e-13)

@@ -110,12 +110,20 @@ class Plan:
                  for i in range(len(leaves))] for o in range(len(parts[0]))]
 
     def _batched(self, leaves, batch):
-        """Tensor programs with a batch: one run per batch element, stacked."""
+        """Tensor programs with a batch: the generated code vectorized by chainrule's
+        vmap (it is plain NumPy, so it traces); one run per element if that fails."""
+        from ..transforms.batching import vmap
+
         n = int(np.prod(batch))
         flat = [x.reshape((n,) + a.shape) for x, a in zip(leaves, self._avals)]
-        runs = [self._fn(*[x[b] for x in flat]) for b in range(n)]
-        return [[np.stack([r[o][i] for r in runs]).reshape(batch + runs[0][o][i].shape)
-                 for i in range(len(leaves))] for o in range(len(runs[0]))]
+        try:
+            blocks = vmap(self._fn)(*flat)
+        except ChainruleError:
+            runs = [self._fn(*[x[b] for x in flat]) for b in range(n)]
+            blocks = [[np.stack([r[o][i] for r in runs]) for i in range(len(leaves))]
+                      for o in range(len(runs[0]))]
+        return [[np.asarray(blk).reshape(batch + np.shape(blk)[1:]) for blk in row]
+                for row in blocks]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path, **meta):
