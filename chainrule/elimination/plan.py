@@ -8,7 +8,6 @@ import time
 import numpy as np
 
 from ..core.errors import ChainruleError, ShapeError
-from ..core.ir import aval_of
 from ..core.pytree import tree_flatten, tree_unflatten
 from . import orders as _orders
 from .codegen import generate
@@ -160,7 +159,7 @@ def plan(fun, *args, order=None, search="auto", budget_s=5.0, seed=0, cse=False,
     if model not in MODELS:
         raise ChainruleError(f"unknown cost model {model!r}; choose 'published' or "
                              f"'structured'")
-    lin = linearized_graph(fun, [_abstract(x) for x in args], cse=cse)
+    lin = linearized_graph(fun, args, cse=cse)
     topo, free = lin.topology, MODELS[model]
     start = time.perf_counter()
     if isinstance(order, dict):
@@ -187,9 +186,3 @@ def plan(fun, *args, order=None, search="auto", budget_s=5.0, seed=0, cse=False,
         method = "given"
     return Plan(lin, order, method, model, time.perf_counter() - start)
 
-
-def _abstract(x):
-    """Arrays stand for their shape and dtype only (the trace is abstract)."""
-    from ..core.pytree import tree_map
-    return tree_map(lambda leaf: np.zeros(aval_of(np.asarray(leaf)).shape,
-                                          aval_of(np.asarray(leaf)).dtype), x)
