@@ -59,10 +59,11 @@ def _gradient_step(fun):
     return lambda x, theta, info: x - info.step * grad(x, theta)
 
 
-def momentum(fun, *, step_size, momentum=0.9, nesterov=False, maxiter=1000, tol=1e-8):
-    """Heavy ball, x+ = x - step ∇f(x) + momentum (x - x_prev), or Nesterov's method,
-    y = x + momentum (x - x_prev), x+ = y - step ∇f(y). Both need a fixed step_size;
-    on a quadratic, heavy ball converges for momentum in [0, 1) and step < 2(1+momentum)/L
+def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
+                    tol=1e-8):
+    """Heavy ball, x+ = x - step ∇f(x) + weight (x - x_prev), or Nesterov's method,
+    y = x + weight (x - x_prev), x+ = y - step ∇f(y). Both need a fixed step_size;
+    on a quadratic, heavy ball converges for weight in [0, 1) and step < 2(1+weight)/L
     although its iteration matrix can have 2-norm > 1 (the error may grow at first)."""
     if step_size is None:
         raise SolverOptionError(
@@ -73,12 +74,12 @@ def momentum(fun, *, step_size, momentum=0.9, nesterov=False, maxiter=1000, tol=
     def run(x, theta):
         previous = x
         for k in range(maxiter + 1):
-            y = x + momentum * (x - previous) if nesterov else x
+            y = x + weight * (x - previous) if nesterov else x
             g = grad(y, theta)
             residual = value_of(np.linalg.norm(g))
             if residual <= tol or k == maxiter:
                 break
-            heavy_ball_term = 0.0 if nesterov else momentum * (x - previous)
+            heavy_ball_term = 0.0 if nesterov else weight * (x - previous)
             previous, x = x, y - step_size * g + heavy_ball_term
         return y, SolverInfo(k, residual, residual <= tol, step_size)
 

@@ -1,7 +1,7 @@
 """Fixed-point iteration x <- T(x, theta) on a flat vector, optionally with Anderson
-acceleration; the optimality condition is x - T(x) = 0 (whose Jacobian I - ∂T has
-its spectrum in the right half-plane for a contraction, as the Neumann series needs) and the onestep map is T itself
-(Jacobian-free backpropagation, Fung et al. 2022).
+acceleration. The optimality condition is x - T(x) = 0, whose Jacobian I - ∂T has its
+spectrum in the right half-plane when T is a contraction, as the Neumann series needs;
+the onestep map is T itself (Jacobian-free backpropagation, Fung et al. 2022).
 
 Anderson (type II, memory m) mixes the last m images: x+ = sum_i alpha_i T(x_i), with
 alpha minimizing |sum_i alpha_i (T(x_i) - x_i)| subject to sum alpha = 1 (a small

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import SolverOptionError, check_choice, ravel_tree
-from .first_order import gradient_descent, momentum, proximal_gradient
+from .first_order import gradient_descent, momentum_method, proximal_gradient
 from .fixed_point import fixed_point_iteration
 from .implicit import differentiate, linear_options
 from .newton import lbfgs, newton, newton_root
@@ -86,8 +86,8 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
         if method == "gd":
             return gradient_descent(flat_fun, step_size=step_size, **budget)
         if method in ("heavy_ball", "nesterov"):
-            return momentum(flat_fun, step_size=step_size, momentum=momentum_weight,
-                            nesterov=method == "nesterov", **budget)
+            return momentum_method(flat_fun, step_size=step_size, weight=momentum_weight,
+                                   nesterov=method == "nesterov", **budget)
         if method == "newton":
             return newton(flat_fun, line_search=line_search, step_size=step_size,
                           linear=linear, **budget)
