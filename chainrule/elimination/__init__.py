@@ -12,6 +12,11 @@ many multiplications that takes. Forward and reverse mode are two particular ord
 Cost model: see `structure` (a scalar vertex costs |predecessors| x |successors|, the
 model of the published counts; `model="structured"` makes copies and constants free).
 """
+import functools
+
+import numpy as np
+
+from ..core.pytree import tree_flatten, tree_unflatten
 from .engine import Topology, order_cost
 from .graph import linearized_graph
 from .orders import beam, exact, greedy, markowitz, anneal, search
@@ -29,12 +34,6 @@ def jacobian_function(fun, argnums, order=None, budget_s=2.0):
     arguments are not differentiated (or keyword arguments are given) their values are
     constants of the traced graph, so the plan is made again at every call, with the
     Markowitz order unless an order is given."""
-    import functools
-
-    import numpy as np
-
-    from ..core.pytree import tree_flatten, tree_unflatten
-
     cache = {}
 
     @functools.wraps(fun)

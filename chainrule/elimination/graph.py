@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.errors import NonDifferentiableError, UnsupportedOperationError
-from ..core.ir import Literal, Var
+from ..core.ir import Graph, Literal, Var, aval_of
 from ..core.primitive import Zero, jvp_rules
-from ..core.pytree import tree_flatten
+from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import eval_graph, new_trace, trace_flat
 from ..ops import elementwise
 from . import structure as st
@@ -71,8 +71,6 @@ class LinearizedGraph:
 
 def linearized_graph(fun, args, cse: bool = False) -> LinearizedGraph:
     """Traces fun(*args) with shapes only and builds its linearized graph."""
-    from ..core.ir import aval_of
-
     leaves, in_tree = tree_flatten(tuple(args))
     avals = [aval_of(np.asarray(x) if not hasattr(x, "aval") else x) for x in leaves]
     for a in avals:
@@ -84,7 +82,7 @@ def linearized_graph(fun, args, cse: bool = False) -> LinearizedGraph:
     out_tree_box = []
 
     def flat_fun(*tracers):
-        out = fun(*_unflatten(in_tree, tracers))
+        out = fun(*tree_unflatten(in_tree, list(tracers)))
         out_leaves, out_tree = tree_flatten(out)
         out_tree_box.append(out_tree)
         return out_leaves
@@ -95,14 +93,7 @@ def linearized_graph(fun, args, cse: bool = False) -> LinearizedGraph:
     return _build(graph, in_tree, out_tree_box[0])
 
 
-def _unflatten(tree, leaves):
-    from ..core.pytree import tree_unflatten
-    return tree_unflatten(tree, list(leaves))
-
-
 def _merge_common_subexpressions(graph):
-    from ..core.ir import Graph
-
     seen, rename, eqns = {}, {}, []
     atom = lambda a: rename.get(a, a) if isinstance(a, Var) else a
     for e in graph.eqns:
