@@ -149,3 +149,30 @@ def test_one_step_of_damped_newton_is_off_by_the_damping():
     for diff in ("unroll", "implicit"):
         np.testing.assert_allclose(cr.jacfwd(solve)(c, diff), np.eye(2), atol=1e-7)
     np.testing.assert_allclose(cr.jacfwd(solve)(c, "onestep"), 0.75 * np.eye(2), atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["gd", "newton", "lbfgs"])
+def test_checkpointed_unroll_gives_the_same_derivative(method):
+    solve = lambda lam, checkpoint: S.minimize(ridge, np.zeros(3), lam, method=method,
+                                               diff="unroll", checkpoint=checkpoint,
+                                               maxiter=60, on_nonconvergence="ignore")
+    for jac in (cr.jacfwd, cr.jacrev):
+        np.testing.assert_allclose(jac(solve)(0.3, True), jac(solve)(0.3, False),
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_checkpointed_fixed_point_rematerializes_each_iteration():
+    W = 0.5 * rng.standard_normal((4, 4)) / 2
+    layer = lambda z, b: np.tanh(W @ z + b)
+    loss = lambda b, checkpoint: np.sum(S.fixed_point(
+        layer, np.zeros(4), b, diff="unroll", checkpoint=checkpoint, tol=1e-12) ** 2)
+    b = rng.standard_normal(4)
+    np.testing.assert_allclose(cr.grad(loss)(b, True), cr.grad(loss)(b, False), rtol=1e-12)
+    assert "checkpoint" in str(cr.make_graph(lambda b: loss(b, True))(b))
+    assert "checkpoint" not in str(cr.make_graph(lambda b: loss(b, False))(b))
+
+
+def test_checkpoint_is_refused_outside_unroll():
+    with pytest.raises(S.SolverOptionError, match="checkpoint=True applies to "
+                                                  "diff='unroll' only"):
+        S.minimize(ridge, np.zeros(3), 0.3, diff="implicit", checkpoint=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..core.errors import ChainruleError
 from ..core.pytree import tree_flatten, tree_unflatten
+from ..control import checkpoint as remat
 from ..core.trace import Tracer, concrete, trace_flat
 
 DIFF_MODES = ("unroll", "implicit", "onestep")
@@ -54,6 +55,12 @@ class Solver(NamedTuple):
     optimality: Callable
     step: Callable
     symmetric: bool
+
+
+def per_iteration(fn, checkpoint):
+    """fn, rematerialized when checkpoint is set: an unrolled solver then stores only
+    the inputs of each iteration's call for reverse mode and recomputes the rest."""
+    return remat(fn) if checkpoint else fn
 
 
 def value_of(x) -> float:

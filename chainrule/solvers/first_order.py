@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import api
-from .common import Solver, SolverInfo, SolverOptionError, value_of
+from .common import Solver, SolverInfo, SolverOptionError, per_iteration, value_of
 
 ROUNDING = 1e-13   # relative slack of sufficient-decrease tests for rounding errors
 
@@ -35,9 +35,9 @@ def backtracking(fun, x, theta, value, g, step, shrink=0.5, armijo=1e-4, max_hal
     return step
 
 
-def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8):
+def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8, checkpoint=False):
     """x <- x - step ∇f(x): fixed step_size, or backtracking (Armijo) when None."""
-    value_and_grad = api.value_and_grad(fun)
+    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
 
     def run(x, theta):
         step = 1.0 if step_size is None else step_size
@@ -60,7 +60,7 @@ def _gradient_step(fun):
 
 
 def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
-                    tol=1e-8):
+                    tol=1e-8, checkpoint=False):
     """Heavy ball, x+ = x - step ∇f(x) + weight (x - x_prev), or Nesterov's method,
     y = x + weight (x - x_prev), x+ = y - step ∇f(y). Both need a fixed step_size;
     on a quadratic, heavy ball converges for weight in [0, 1) and step < 2(1+weight)/L
@@ -69,7 +69,7 @@ def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
         raise SolverOptionError(
             f"{'nesterov' if nesterov else 'heavy_ball'} needs a fixed step_size, e.g. "
             f"1/L for an L-smooth objective (or use method='gd' with a line search)")
-    grad = api.grad(fun)
+    grad = per_iteration(api.grad(fun), checkpoint)
 
     def run(x, theta):
         previous = x
@@ -87,7 +87,7 @@ def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
 
 
 def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1000,
-                      tol=1e-8):
+                      tol=1e-8, checkpoint=False):
     """min f(x; theta) + g(x; theta[1]), where fun(x, theta) is the smooth part and prox
     the proximal operator of g, whose parameter is theta[1]:
     x+ = prox(x - step ∇f(x), theta[1], step). FISTA when accelerated; backtracking on
@@ -100,10 +100,13 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
     def prox_step(x, theta, step):
         return prox(x - step * grad(x, theta), theta[1], step)
 
+    per_iteration_step = per_iteration(prox_step, checkpoint)
+    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
+
     def next_point(y, theta, step):
         if step_size is not None:
-            return prox_step(y, theta, step), step
-        value, g = api.value_and_grad(fun)(y, theta)
+            return per_iteration_step(y, theta, step), step
+        value, g = value_and_grad(y, theta)
         f = _concrete_fun(fun, theta)
         value, step = value_of(value), 2 * step
         for _ in range(60):

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Solver, SolverInfo, value_of
+from .common import Solver, SolverInfo, per_iteration, value_of
 
 
 def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
-                          tol=1e-8):
+                          tol=1e-8, checkpoint=False):
+    T_per_iteration = per_iteration(T, checkpoint)
+
     def run(x, theta):
         images, residuals = [], []
         for k in range(maxiter + 1):
-            image = T(x, theta)
+            image = T_per_iteration(x, theta)
             difference = image - x
             residual = value_of(np.linalg.norm(difference))
             if residual <= tol or k == maxiter:

@@ -9,7 +9,10 @@ and lets `differentiate` apply the `diff` mode:
 
 Common options: `diff` ("unroll" | "implicit" | "onestep"), `maxiter`, `tol` (on the
 method's own residual), `on_nonconvergence` ("warn" | "raise" | "ignore"),
-`return_info` (also return a SolverInfo), and for implicit derivatives and Newton steps
+`return_info` (also return a SolverInfo), `checkpoint` (with diff="unroll": each
+iteration's gradient, Newton direction or map T is rematerialized in reverse mode, so
+only its inputs are stored; it must then be traceable without values, i.e. without
+Python control flow on array values), and for implicit derivatives and Newton steps
 the linear solver `solve` ("direct", "cholesky", "cg", "minres", "gmres", "bicgstab",
 "neumann"; default: "direct" up to 200 unknowns, else CG for minimization and GMRES
 otherwise) with `linear_tol`, `linear_maxiter` and the Neumann step `alpha`.
@@ -38,9 +41,12 @@ def _linear(solve, n, symmetric, linear_tol, linear_maxiter, alpha, on_nonconver
 
 
 def _run(name, build, user_fn, x0, theta, *, diff, tol, on_nonconvergence, return_info,
-         symmetric, solve, linear_tol, linear_maxiter, alpha, wrap_fn):
+         symmetric, solve, linear_tol, linear_maxiter, alpha, wrap_fn, checkpoint):
     """Flattens x0, builds the solver on the flat problem, differentiates, unflattens.
     build(flat_fn, linear) -> Solver; wrap_fn(user_fn, unravel) is the flat user_fn."""
+    if checkpoint and diff != "unroll":
+        raise SolverOptionError(f"checkpoint=True applies to diff='unroll' only (diff="
+                                f"{diff!r} stores nothing per iteration)")
     flat0, unravel = ravel_tree(x0)
     linear = _linear(solve, flat0.shape[0], symmetric, linear_tol, linear_maxiter, alpha,
                      on_nonconvergence)
@@ -64,7 +70,7 @@ def _vector_fn(fun, unravel):
 def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
              line_search=True, momentum_weight=0.9, prox=None, prox_theta=None, memory=10,
              maxiter=None, tol=1e-8, solve=None, linear_tol=1e-8, linear_maxiter=1000,
-             alpha=1.0, on_nonconvergence="warn", return_info=False):
+             alpha=1.0, on_nonconvergence="warn", return_info=False, checkpoint=False):
     """argmin_w fun(w, theta), differentiable in theta (and in prox_theta).
 
     method: "gd" (fixed step_size, or backtracking when step_size is None), "heavy_ball"
@@ -80,7 +86,9 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
                                      "nonsmooth term (see chainrule.solvers.prox)"
                                      if proximal else "takes no prox; use method="
                                      "'prox_grad' or 'fista' for a nonsmooth term"))
-    budget = dict(tol=tol) if maxiter is None else dict(tol=tol, maxiter=maxiter)
+    budget = dict(tol=tol, checkpoint=checkpoint)
+    if maxiter is not None:
+        budget["maxiter"] = maxiter
 
     def build(flat_fun, linear):
         if method == "gd":
@@ -104,31 +112,34 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
     return _run(f"minimize(method={method!r})", build, user_fn, w0, theta, diff=diff,
                 tol=tol, on_nonconvergence=on_nonconvergence, return_info=return_info,
                 symmetric=not proximal, solve=solve, linear_tol=linear_tol,
-                linear_maxiter=linear_maxiter, alpha=alpha, wrap_fn=_scalar_fn)
+                linear_maxiter=linear_maxiter, alpha=alpha, wrap_fn=_scalar_fn,
+                checkpoint=checkpoint)
 
 
 def fixed_point(T, x0, theta=(), *, diff="implicit", anderson=0, maxiter=1000, tol=1e-8,
                 solve=None, linear_tol=1e-8, linear_maxiter=1000, alpha=1.0,
-                on_nonconvergence="warn", return_info=False):
+                on_nonconvergence="warn", return_info=False, checkpoint=False):
     """x with x = T(x, theta), by iteration (with Anderson acceleration of memory
     `anderson` when > 0); differentiable in theta."""
     return _run("fixed_point", lambda flat_T, linear: fixed_point_iteration(
-        flat_T, anderson=anderson, maxiter=maxiter, tol=tol), T, x0, theta, diff=diff,
-        tol=tol, on_nonconvergence=on_nonconvergence, return_info=return_info,
-        symmetric=False, solve=solve, linear_tol=linear_tol, linear_maxiter=linear_maxiter,
-        alpha=alpha, wrap_fn=_vector_fn)
+        flat_T, anderson=anderson, maxiter=maxiter, tol=tol, checkpoint=checkpoint), T, x0,
+        theta, diff=diff, tol=tol, on_nonconvergence=on_nonconvergence,
+        return_info=return_info, symmetric=False, solve=solve, linear_tol=linear_tol,
+        linear_maxiter=linear_maxiter, alpha=alpha, wrap_fn=_vector_fn,
+        checkpoint=checkpoint)
 
 
 def root(F, x0, theta=(), *, diff="implicit", maxiter=50, tol=1e-8, solve=None,
          linear_tol=1e-8, linear_maxiter=1000, alpha=1.0, on_nonconvergence="warn",
-         return_info=False):
+         return_info=False, checkpoint=False):
     """x with F(x, theta) = 0 by Newton's method (directions by `solve`); differentiable
     in theta."""
     return _run("root", lambda flat_F, linear: newton_root(
-        flat_F, linear=linear, maxiter=maxiter, tol=tol), F, x0, theta, diff=diff, tol=tol,
-        on_nonconvergence=on_nonconvergence, return_info=return_info, symmetric=False,
-        solve=solve, linear_tol=linear_tol, linear_maxiter=linear_maxiter, alpha=alpha,
-        wrap_fn=_vector_fn)
+        flat_F, linear=linear, maxiter=maxiter, tol=tol, checkpoint=checkpoint), F, x0,
+        theta, diff=diff, tol=tol, on_nonconvergence=on_nonconvergence,
+        return_info=return_info, symmetric=False, solve=solve, linear_tol=linear_tol,
+        linear_maxiter=linear_maxiter, alpha=alpha, wrap_fn=_vector_fn,
+        checkpoint=checkpoint)
 
 
 def _splitting(make_map, prox_f, prox_g, theta_f, theta_g, step_size, state0, **options):

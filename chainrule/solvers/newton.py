@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import api
 from ..core.pytree import tree_flatten, tree_unflatten
-from .common import Solver, SolverInfo, value_of
+from .common import Solver, SolverInfo, per_iteration, value_of
 from .first_order import ROUNDING, _concrete_fun
 from .linear import solve_flat
 
@@ -56,11 +56,14 @@ def _line_search(f, x, value, slope, direction, shrink=0.5, armijo=1e-4):
     return step
 
 
-def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-8):
+def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-8,
+           checkpoint=False):
     """x <- x - step H⁻¹ ∇f: step = step_size when given (damped Newton), else 1 or from
     Armijo backtracking (line_search)."""
-    value_and_grad = api.value_and_grad(fun)
     hvp = hessian_vector_product(fun)
+    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
+    direction_at = per_iteration(
+        lambda x, theta, g: _newton_direction(hvp, x, theta, g, linear), checkpoint)
 
     def run(x, theta):
         step = 1.0 if step_size is None else step_size
@@ -69,7 +72,7 @@ def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-
             residual = value_of(np.linalg.norm(g))
             if residual <= tol or k == maxiter:
                 break
-            direction = -_newton_direction(hvp, x, theta, g, linear)
+            direction = -direction_at(x, theta, g)
             if line_search and step_size is None:
                 step = _line_search(_concrete_fun(fun, theta), api.concrete(x),
                                     value_of(value), value_of(np.sum(g * direction)),
@@ -84,11 +87,11 @@ def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-
     return Solver(run, api.grad(fun), newton_step, symmetric=True)
 
 
-def lbfgs(fun, *, linear, memory=10, maxiter=500, tol=1e-8):
+def lbfgs(fun, *, linear, memory=10, maxiter=500, tol=1e-8, checkpoint=False):
     """Limited-memory BFGS with Armijo backtracking. Its onestep map is one Newton step
     (the curvature pairs only approximate the Hessian, whose inverse the one-step
     derivative needs)."""
-    value_and_grad = api.value_and_grad(fun)
+    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
     newton_solver = newton(fun, line_search=False, linear=linear)
 
     def run(x, theta):
@@ -132,10 +135,13 @@ def _two_loop(g, pairs):
     return q
 
 
-def newton_root(fun, *, linear, maxiter=50, tol=1e-8):
+def newton_root(fun, *, linear, maxiter=50, tol=1e-8, checkpoint=False):
     """Newton's method for F(x, theta) = 0: x <- x - J⁻¹ F, J applied by JVPs of F."""
     def jacobian_vector_product(x, theta, v):
         return api.jvp(lambda z: fun(z, theta), (x,), (v,))[1]
+
+    newton_update = per_iteration(lambda x, theta, residual_vector: x - _newton_direction(
+        jacobian_vector_product, x, theta, residual_vector, linear), checkpoint)
 
     def run(x, theta):
         for k in range(maxiter + 1):
@@ -143,8 +149,7 @@ def newton_root(fun, *, linear, maxiter=50, tol=1e-8):
             residual = value_of(np.linalg.norm(residual_vector))
             if residual <= tol or k == maxiter:
                 break
-            x = x - _newton_direction(jacobian_vector_product, x, theta, residual_vector,
-                                      linear)
+            x = newton_update(x, theta, residual_vector)
         return x, SolverInfo(k, residual, residual <= tol)
 
     def newton_step(x, theta, info):
