@@ -306,6 +306,7 @@ class Spark(Database):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             session = (SparkSession.builder.master("local[2]").appName("chainrule")
                        .config("spark.ui.enabled", "false")
+                       .config("spark.ui.showConsoleProgress", "false")
                        .config("spark.sql.shuffle.partitions", "4").getOrCreate())
         self.spark = session
         self._fit_steps: dict = {}
