@@ -297,3 +297,12 @@ def test_batched_tensor_program_falls_back_to_one_run_per_element(monkeypatch):
     looped = p.jacobian(x, A)
     for a, b in zip(_flat(vectorized), _flat(looped)):
         np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_batch_of_one_on_a_tensor_program():
+    x, A = rng.standard_normal((1, 4)), rng.standard_normal((1, 2, 3))
+    p = plan(tensor_program, x[0], A[0], order="reverse")
+    J = p.jacobian(x, A)
+    want = cr.jacfwd(tensor_program, argnums=(0, 1))(x[0], A[0])
+    _assert_same([[blk[0] for blk in row] for row in J], want)
+    assert J[2][1].shape == (1, 3, 2, 2, 3)

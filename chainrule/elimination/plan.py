@@ -110,14 +110,19 @@ class Plan:
 
     def _batched(self, leaves, batch):
         """Tensor programs with a batch: the generated code vectorized by chainrule's
-        vmap (it is plain NumPy, so it traces); one run per element if that fails."""
+        vmap (it is plain NumPy, so it traces); one run per element when that fails or
+        the batch has a single element (tracing would cost more than the run)."""
         from ..transforms.batching import vmap
 
         n = int(np.prod(batch))
         flat = [x.reshape((n,) + a.shape) for x, a in zip(leaves, self._avals)]
-        try:
-            blocks = vmap(self._fn)(*flat)
-        except ChainruleError:
+        blocks = None
+        if n > 1:
+            try:
+                blocks = vmap(self._fn)(*flat)
+            except ChainruleError:
+                blocks = None
+        if blocks is None:
             runs = [self._fn(*[x[b] for x in flat]) for b in range(n)]
             blocks = [[np.stack([r[o][i] for r in runs]) for i in range(len(leaves))]
                       for o in range(len(runs[0]))]
