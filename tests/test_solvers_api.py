@@ -57,6 +57,18 @@ def test_vmap_over_implicit_hypergradients():
                                atol=1e-10)
 
 
+@pytest.mark.parametrize("diff", ["implicit", "onestep"])
+def test_jit_of_hypergradients(diff):
+    loss = lambda lam: np.sum(S.minimize(ridge, np.zeros(3), lam, method="newton",
+                                         diff=diff) ** 2)
+    expected = 2 * ridge_solution(0.3) @ cr.jacfwd(ridge_solution)(0.3)
+    np.testing.assert_allclose(cr.jit(cr.grad(loss))(0.3), expected, rtol=1e-10)
+    np.testing.assert_allclose(cr.jit(cr.grad(loss))(0.7),
+                               2 * ridge_solution(0.7) @ cr.jacfwd(ridge_solution)(0.7),
+                               rtol=1e-10)
+    np.testing.assert_allclose(cr.jit(loss)(0.3), np.sum(ridge_solution(0.3) ** 2))
+
+
 def test_root_by_newton_in_each_mode():
     F = lambda x, c: x ** 3 + x - c            # dx/dc = 1 / (3x^2 + 1)
     c = np.array([0.5, 2.0, -1.0])
