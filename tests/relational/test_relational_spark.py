@@ -19,10 +19,10 @@ def spark_db(spark_session):
     return R.connect(spark=spark_session)
 
 
-def test_gradients_equal_dense_numpy_and_duckdb(spark_db):
-    # vectors, dot products, cross joins on (), a parameter joined twice (the GCN runs
-    # on Spark in examples/relational/gcn.py; each Spark query costs seconds here)
-    build = rel_models.matrix_factorization
+@pytest.mark.parametrize("model", ["matrix_factorization", "gcn"])
+def test_gradients_equal_dense_numpy_and_duckdb(spark_db, model):
+    # vectors, dot products, cross joins on (), renames, parameters joined twice
+    build = getattr(rel_models, model)
     loss, params, dense, *_ = build(spark_db, np.random.default_rng(0))
     duck_loss, duck_params, *_ = build(R.connect(), np.random.default_rng(0))
     values = [rel_models.dense_param(p) for p in params]
