@@ -195,6 +195,10 @@ def _table_checks(b, s: Scan):
     if s.width is not None:
         checks.append((f"SELECT COUNT(*) FROM {name} WHERE {d.length(VALUE)} <> {s.width}",
                        lambda n: f"{what}: {n} vector(s) of a length other than {s.width}"))
+        holes = " OR ".join(f"{d.element(VALUE, k)} IS NULL" for k in range(s.width))
+        checks.append((f"SELECT COUNT(*) FROM {name} WHERE CASE WHEN "
+                       f"{d.length(VALUE)} = {s.width} THEN {holes} ELSE FALSE END",
+                       lambda n: f"{what}: {n} vector(s) with NULL elements"))
     return checks
 
 

@@ -176,11 +176,13 @@ def test_missing_join_keys_are_counted(db):
     assert R.join(x, y, on="i", kernel=lambda a, b: a * b, missing="drop").sum().item() == 3.0
 
 
-def test_vector_length_mismatch_is_counted(db):
+def test_vector_length_mismatch_and_holes_are_counted(db):
     db.load("v", {"i": np.arange(3), "v": np.ones((3, 2))}, keys="i", value="v")
-    db.con.execute('INSERT INTO "v" VALUES (7, [1.0, 2.0, 3.0])')
-    with pytest.raises(R.MalformedRelationError, match="1 vector\\(s\\) of a length other than 2"):
+    db.con.execute('INSERT INTO "v" VALUES (7, [1.0, 2.0, 3.0]), (8, [1.0, NULL])')
+    with pytest.raises(R.MalformedRelationError) as e:
         db.table("v", keys="i", value="v").sum().fetch()
+    assert "1 vector(s) of a length other than 2" in str(e.value)
+    assert "1 vector(s) with NULL elements" in str(e.value)
 
 
 def test_malformed_programs_are_refused(db):
