@@ -300,7 +300,9 @@ class DuckDB(Database):
 class Spark(Database):
     """Apache Spark through PySpark: an existing SparkSession (a cluster), or a local
     one. Tables are the session's tables and temporary views; parameters are
-    temporary views over checkpointed DataFrames, replaced after each step."""
+    temporary views over checkpointed DataFrames, replaced after each step, and the
+    step count of a fit is kept in the session's configuration (so training resumes
+    within the session)."""
     dialect = SparkDialect()
 
     def __init__(self, session=None):
@@ -313,7 +315,6 @@ class Spark(Database):
                        .config("spark.ui.showConsoleProgress", "false")
                        .config("spark.sql.shuffle.partitions", "4").getOrCreate())
         self.spark = session
-        self._fit_steps: dict = {}
         self._query_ids = itertools.count(1)
 
     def _df(self, query, params, views):
@@ -368,7 +369,7 @@ class Spark(Database):
         self._checked = weakref.WeakSet()
 
     def fit_step_done(self, fit_name):
-        return self._fit_steps.get(fit_name, 0)
+        return int(self.spark.conf.get(f"chainrule.fit.{fit_name}", "0"))
 
     def sgd_step(self, loss, params, lr, fit_name, step):
         views = []
@@ -381,7 +382,7 @@ class Spark(Database):
         new[0] = new[0].drop("cr_loss")
         for p, df in zip(params, new):
             df.createOrReplaceTempView(p.table)
-        self._fit_steps[fit_name] = step
+        self.spark.conf.set(f"chainrule.fit.{fit_name}", str(step))
         return float(value)
 
 

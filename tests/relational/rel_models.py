@@ -14,11 +14,10 @@ def logistic_regression(db, rng, n=7, d=5):
     X[np.arange(n), np.arange(n) % d] = 1.0 + rng.random(n)   # every row and column used
     y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     i, j = np.nonzero(X)
-    feats = db.load("features", {"i": i, "j": j, "x": X[i, j]}, keys=("i", "j"), value="x")
-    labels = db.load("labels", {"i": np.arange(n), "y": y}, keys="i", value="y")
+    db.load("features", {"i": i, "j": j, "x": X[i, j]}, keys=("i", "j"), value="x")
+    db.load("labels", {"i": np.arange(n), "y": y}, keys="i", value="y")
     w = db.parameter("w", keys="j", init=R.normal(0.3), seed=1)
-    z = R.join(feats, w, on="j", kernel=lambda x, w: x * w).sum(by="i")
-    loss = R.join(z, labels, on="i", kernel=lambda z, y: np.logaddexp(0.0, -y * z)).mean()
+    loss = logistic_loss(db, w)
 
     def dense(w):
         return np.mean(np.logaddexp(0.0, -y * (X @ w)))
@@ -27,6 +26,14 @@ def logistic_regression(db, rng, n=7, d=5):
         s = 1.0 / (1.0 + np.exp(y * (X @ w)))
         return X.T @ (-y * s) / n
     return loss, [w], dense, closed_form_grad
+
+
+def logistic_loss(db, w):
+    """The logistic loss over tables 'features' (i, j, x) and 'labels' (i, y)."""
+    feats = db.table("features", keys=("i", "j"), value="x")
+    labels = db.table("labels", keys="i", value="y")
+    z = R.join(feats, w, on="j", kernel=lambda x, w: x * w).sum(by="i")
+    return R.join(z, labels, on="i", kernel=lambda z, y: np.logaddexp(0.0, -y * z)).mean()
 
 
 def matrix_factorization(db, rng, users=5, items=4, rank=3, lam=0.1):

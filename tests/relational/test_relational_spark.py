@@ -16,6 +16,7 @@ def spark_db(spark_session):
     for name in spark_session.catalog.listTables():
         if name.isTemporary:
             spark_session.catalog.dropTempView(name.name)
+    spark_session.conf.unset("chainrule.fit.w")             # the step count of a fit
     return R.connect(spark=spark_session)
 
 
@@ -45,12 +46,15 @@ def test_fit_matches_duckdb_and_resumes(spark_db):
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         R.fit(loss, params, lr=0.5, steps=3, callback=stop, progress=False)
+    again = R.connect(spark=spark_db.spark)                 # a new connection, same session
+    params = [again.parameter("w", keys="j")]
+    loss = rel_models.logistic_loss(again, params[0])
     rest = R.fit(loss, params, lr=0.5, steps=3, progress=False)
     assert len(rest) == 1
     np.testing.assert_allclose(rest, want[2:], **TOL)
     np.testing.assert_allclose(params[0].fetch()["value"], duck_params[0].fetch()["value"],
                                **TOL)
     with pytest.raises(R.MalformedRelationError, match="1 row\\(s\\) of the left input"):
-        y = spark_db.load("few", {"i": np.arange(6), "y": np.ones(6)}, keys="i", value="y")
-        z = spark_db.table("labels", keys="i", value="y")
+        y = again.load("few", {"i": np.arange(6), "y": np.ones(6)}, keys="i", value="y")
+        z = again.table("labels", keys="i", value="y")
         R.join(z, y, on="i", kernel=lambda a, b: a * b).sum().item()
