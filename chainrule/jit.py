@@ -72,8 +72,8 @@ def _locate(error: ConcretizationError) -> ConcretizationError:
     if place is None:
         return error
     code = linecache.getline(*place).strip()
-    shown = f" `{code}`" if code else ""
-    located = ConcretizationError(f"{place[0]}, line {place[1]}:{shown}: {error}")
+    shown = f": `{code}`" if code else ""
+    located = ConcretizationError(f"{place[0]}, line {place[1]}{shown}: {error}")
     located.located = True
     return located
 

@@ -386,3 +386,19 @@ def test_jit_as_a_method():
     Model.loss = cr.jit(Model.loss.fun, static_argnums=0)
     assert Model(2.0).loss(np.ones(3)) == 12.0
     assert cr.grad(Model(2.0).loss)(np.ones(3)).tolist() == [8.0, 8.0, 8.0]
+
+
+def test_jit_of_hessian_with_shifted_slices_regression():
+    # Once generated `t[:, :, 1] = u` with mismatched shapes (found by the benchmarks).
+    f = lambda x: np.sum(x[1:] * x[:-1] ** 2)
+    x = np.arange(5.0)
+    np.testing.assert_allclose(cr.jit(cr.hessian(f))(x), cr.hessian(f)(x), rtol=1e-12)
+
+
+def test_located_error_without_source_text_has_a_single_colon():
+    namespace = {"np": np}
+    exec(compile("def f(x):\n    return x if x.sum() > 0 else -x\n", "<typed>", "exec"),
+         namespace)
+    with pytest.raises(cr.ConcretizationError) as info:
+        cr.jit(namespace["f"])(np.ones(2))
+    assert "line 2: " in str(info.value) and "::" not in str(info.value)
