@@ -48,7 +48,7 @@ def _elementwise_jvp(partials):
             total = c if total is None else total + c
         if total is None:
             return [Zero(aval_of(out))]
-        return [_broadcast_tangent(total, np.shape(out))]
+        return [_broadcast_tangent(total, out.shape)]
     return jvp
 
 
@@ -86,7 +86,7 @@ mul_zero_safe = primitive(
 
 def _power_partial(t, x, p):
     """t * p x^(p-1); finite for constant p >= 1, else zero-safe (x^(p-1) may be inf)."""
-    if isinstance(p, (np.ndarray, np.generic)) and np.ndim(p) == 0 and p >= 1:
+    if isinstance(p, (np.ndarray, np.generic)) and p.ndim == 0 and p >= 1:
         return t * (p * x ** (p - 1) if p != 2 else 2 * x)
     return _safe_mul(t, np.where(p == 0, 0.0, p * np.power(x, p - 1)))
 
@@ -196,7 +196,7 @@ def _binary(name, ufunc, d0, d1):
     prims[name] = p
     def handler(x, y):
         x, y = promote(x, y)
-        broadcast_shapes(np.shape(x), np.shape(y))
+        broadcast_shapes(x.shape, y.shape)
         return p.bind(x, y)
     implements(ufunc)(handler)
     implements((ufunc, "outer"))(

@@ -116,37 +116,42 @@ class JVPTrace:
         self.active = True
 
     def process(self, prim, args, params):
-        primals, tangents, live = [], [], False
+        primals, tangents, live, lower = [], [], False, False
         for a in args:
             if type(a) is JVPTracer and a._trace is self:
-                primals.append(a._value)
-                tangents.append(a._tangent)
-                live = live or a._tangent is not None
+                a, t = a._value, a._tangent
+                live = live or t is not None
             else:
+                t = None
                 if isinstance(a, Tracer) and not a._trace.active:
                     raise LeakedTracerError(
                         f"`{prim.name}` was applied to a traced value that escaped the "
                         f"function it belongs to; return it instead of storing it")
-                primals.append(a)
-                tangents.append(None)
-        lower = any(isinstance(p, Tracer) for p in primals)
+            lower = lower or isinstance(a, Tracer)
+            primals.append(a)
+            tangents.append(t)
         out = prim.bind(*primals, **params) if lower else prim.impl(*primals, **params)
-        outs = list(out) if prim.multiple_results else [out]
-        out_tangents = [None] * len(outs)
-        if live and any(o.dtype.kind in "fc" for o in outs):
-            rule = jvp_rules.get(prim)
-            if rule is None:
-                raise _no_rule(prim)
-            ts = [Zero(aval_of(p)) if t is None else t for p, t in zip(primals, tangents)]
-            if self.record_source:
-                with attributed_to(user_source()):
-                    result = rule(primals, ts, outs, **params)
-            else:
+        if not prim.multiple_results:
+            return JVPTracer(self, out, self._tangents(prim, primals, tangents, [out], params)[0]
+                             if live and out.dtype.kind in "fc" else None)
+        outs = list(out)
+        out_tangents = self._tangents(prim, primals, tangents, outs, params) \
+            if live and any(o.dtype.kind in "fc" for o in outs) else [None] * len(outs)
+        return [JVPTracer(self, o, t) for o, t in zip(outs, out_tangents)]
+
+    def _tangents(self, prim, primals, tangents, outs, params):
+        """The JVP rule's output tangents (None for zero or non-float outputs)."""
+        rule = jvp_rules.get(prim)
+        if rule is None:
+            raise _no_rule(prim)
+        ts = [Zero(aval_of(p)) if t is None else t for p, t in zip(primals, tangents)]
+        if self.record_source:
+            with attributed_to(user_source()):
                 result = rule(primals, ts, outs, **params)
-            out_tangents = [None if type(t) is Zero or o.dtype.kind not in "fc" else t
-                            for o, t in zip(outs, result)]
-        tracers = [JVPTracer(self, o, t) for o, t in zip(outs, out_tangents)]
-        return tracers if prim.multiple_results else tracers[0]
+        else:
+            result = rule(primals, ts, outs, **params)
+        return [None if type(t) is Zero or o.dtype.kind not in "fc" else t
+                for o, t in zip(outs, result)]
 
 
 def jvp_flat(fun, primals, tangents):
