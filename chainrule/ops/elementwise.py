@@ -132,8 +132,6 @@ UNARY = {
 
 BINARY = {
     # name: (ufunc, partial wrt first, partial wrt second), partial(t, x, y, out)
-    "add": (np.add, lambda t, x, y, o: t, lambda t, x, y, o: t),
-    "subtract": (np.subtract, lambda t, x, y, o: t, lambda t, x, y, o: -t),
     "multiply": (np.multiply, lambda t, x, y, o: t * y, lambda t, x, y, o: x * t),
     "true_divide": (np.true_divide, lambda t, x, y, o: t / y,
                     lambda t, x, y, o: -t * (o / y)),
@@ -171,7 +169,7 @@ LINEAR_TRANSPOSES = {
         sum_to_shape(cts[0], y.aval.shape) if is_undefined(y) else None],
     "subtract": lambda cts, x, y: [
         sum_to_shape(cts[0], x.aval.shape) if is_undefined(x) else None,
-        sum_to_shape(-cts[0], y.aval.shape) if is_undefined(y) else None],
+        -sum_to_shape(cts[0], y.aval.shape) if is_undefined(y) else None],
     "multiply": lambda cts, x, y: [
         sum_to_shape(cts[0] * y, x.aval.shape) if is_undefined(x) else None,
         sum_to_shape(x * cts[0], y.aval.shape) if is_undefined(y) else None],
@@ -189,8 +187,23 @@ def _unary(name, ufunc, partial):
     implements(ufunc)(lambda x: p.bind(as_operand(x)))
 
 
-def _binary(name, ufunc, d0, d1):
-    jvp = _zero_jvp if d0 is None else _elementwise_jvp([d0, d1])
+def _sum_jvp(sign):
+    """add / subtract: the output tangent is t0 + t1 or t0 - t1, one linear operation."""
+    def jvp(primals, tangents, outs):
+        t0, t1 = tangents
+        if type(t1) is Zero:
+            if type(t0) is Zero:
+                return [Zero(aval_of(outs[0]))]
+            total = t0
+        elif type(t0) is Zero:
+            total = t1 if sign > 0 else -t1
+        else:
+            total = t0 + t1 if sign > 0 else t0 - t1
+        return [_broadcast_tangent(total, outs[0].shape)]
+    return jvp
+
+
+def _binary(name, ufunc, jvp):
     p = primitive(name, ufunc, _shape_of(ufunc), jvp=jvp,
                   transpose=LINEAR_TRANSPOSES.get(name))
     prims[name] = p
@@ -205,11 +218,15 @@ def _binary(name, ufunc, d0, d1):
 
 for _name, (_ufunc, _partial) in UNARY.items():
     _unary(_name, _ufunc, _partial)
+_binary("add", np.add, _sum_jvp(+1))
+_binary("subtract", np.subtract, _sum_jvp(-1))
 for _name, (_ufunc, _d0, _d1) in BINARY.items():
-    _binary(_name, _ufunc, _d0, _d1)
+    _binary(_name, _ufunc, _zero_jvp if _d0 is None else _elementwise_jvp([_d0, _d1]))
 for _ufunc in NONDIFFERENTIABLE:
-    (_unary if _ufunc.nin == 1 else _binary)(_ufunc.__name__, _ufunc,
-                                              *([None] * _ufunc.nin))
+    if _ufunc.nin == 1:
+        _unary(_ufunc.__name__, _ufunc, None)
+    else:
+        _binary(_ufunc.__name__, _ufunc, _zero_jvp)
 
 implements(np.fmax)(lambda x, y: prims["maximum"].bind(*promote(x, y)))
 implements(np.fmin)(lambda x, y: prims["minimum"].bind(*promote(x, y)))
