@@ -114,15 +114,7 @@ _register(shape.take_along_p,
 
 def index_source(ctx, index) -> str:
     """The text inside x[...] for a static index; index arrays become constants."""
-    def one(i):
-        if isinstance(i, slice):
-            bound = lambda v: "" if v is None else str(v)
-            step = "" if i.step is None else f":{i.step}"
-            return f"{bound(i.start)}:{bound(i.stop)}{step}"
-        if isinstance(i, np.ndarray):
-            return ctx.const(i)
-        return "..." if i is Ellipsis else repr(i)
-    return ", ".join(one(i) for i in index.value) or "()"
+    return index.format(ctx.const) or "()"
 
 
 def _getitem(ctx, x, index):

@@ -289,16 +289,20 @@ class Index:
     def __hash__(self):
         return hash(self.key)
 
-    def __repr__(self):
-        def show(i):
+    def format(self, show_array) -> str:
+        """The index as written inside x[...]; show_array renders an index array."""
+        def one(i):
             if isinstance(i, slice):
                 bound = lambda v: "" if v is None else str(v)
                 step = "" if i.step is None else f":{i.step}"
                 return f"{bound(i.start)}:{bound(i.stop)}{step}"
             if isinstance(i, np.ndarray):
-                return f"int{list(i.shape)}"
+                return show_array(i)
             return "..." if i is Ellipsis else repr(i)
-        return "[" + ", ".join(show(i) for i in self.value) + "]"
+        return ", ".join(one(i) for i in self.value)
+
+    def __repr__(self):
+        return "[" + self.format(lambda a: f"int{list(a.shape)}") + "]"
 
 
 def _static_index(index, shape) -> Index:

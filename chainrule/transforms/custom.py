@@ -94,10 +94,14 @@ def _custom_jvp_rule(primals, tangents, outs, call):
     return [_leaf(t) for t in tree_flatten(out_t)[0]]
 
 
-custom_jvp_call_p = primitive(
-    "custom_jvp_call", lambda *xs, call: tuple(call.run(list(xs))),
-    lambda *avals, call: call.out_avals(avals), multiple_results=True,
-    jvp=_custom_jvp_rule)
+def _call_primitive(name, jvp):
+    """A primitive that runs the user's function of its `call` parameter."""
+    return primitive(name, lambda *xs, call: tuple(call.run(list(xs))),
+                     lambda *avals, call: call.out_avals(avals), multiple_results=True,
+                     jvp=jvp)
+
+
+custom_jvp_call_p = _call_primitive("custom_jvp_call", _custom_jvp_rule)
 
 
 class custom_jvp:
@@ -180,10 +184,7 @@ def _custom_vjp_rule(primals, tangents, outs, call):
                                  call=call, n_res=len(res_leaves))
 
 
-custom_vjp_call_p = primitive(
-    "custom_vjp_call", lambda *xs, call: tuple(call.run(list(xs))),
-    lambda *avals, call: call.out_avals(avals), multiple_results=True,
-    jvp=_custom_vjp_rule)
+custom_vjp_call_p = _call_primitive("custom_vjp_call", _custom_vjp_rule)
 
 
 class custom_vjp:
