@@ -1,7 +1,9 @@
 """Cross-country elimination on random programs (hypothesis): any order gives the
 Jacobian of forward mode, and the exact search is never beaten by another order."""
 import numpy as np
-from hypothesis import given, settings, strategies as st
+import random as random_module
+
+from hypothesis import example, given, settings, strategies as st
 
 import chainrule as cr
 from chainrule.elimination import order_cost, plan
@@ -43,6 +45,11 @@ def build(program):
 
 @settings(max_examples=25, deadline=None)
 @given(programs(), st.randoms(use_true_random=False), st.booleans())
+# Found by this test: two unit partials of `add b b` merge into a scalar diagonal,
+# which the generated code once reshaped to a column without broadcasting it.
+@example(program=(2, [("u", 0, 0), ("b", 0, 0, 1), ("u", 0, 0), ("u", 0, 0),
+                      ("b", 0, 0, 0), ("b", 0, 3, 3)], 2),
+         random=random_module.Random(0), vector_first=True)
 def test_every_order_gives_the_forward_mode_jacobian(program, random, vector_first):
     f = build(program)
     rng = np.random.default_rng(0)

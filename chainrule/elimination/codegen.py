@@ -215,7 +215,7 @@ def _column(diagonal, shape):
     if _is_literal(diagonal):
         return diagonal
     n = int(np.prod(shape, dtype=np.int64))
-    return f"np.reshape({diagonal}, ({n}, 1))"
+    return f"np.reshape(np.broadcast_to({diagonal}, ({n},)), ({n}, 1))"
 
 
 def _rule_args(part, env):
