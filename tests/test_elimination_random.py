@@ -1,8 +1,8 @@
 """Cross-country elimination on random programs (hypothesis): any order gives the
 Jacobian of forward mode, and the exact search is never beaten by another order."""
-import numpy as np
 import random as random_module
 
+import numpy as np
 from hypothesis import example, given, settings, strategies as st
 
 import chainrule as cr
