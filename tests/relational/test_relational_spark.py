@@ -1,5 +1,8 @@
 """The same relational programs on Spark (local mode, one shared session): gradients
 equal chainrule's dense NumPy gradients, and DuckDB's; fit runs and resumes."""
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -7,6 +10,13 @@ import chainrule as cr
 from chainrule import relational as R
 
 import rel_models
+
+# Spark runs on the JVM: a machine with only Python and pip has none, and then these
+# tests cannot run (the DuckDB tests cover the same plans).
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("JAVA_HOME") or shutil.which("java")),
+    reason="Spark needs a Java runtime (17 or newer): install one, e.g. the "
+           "openjdk-17-jre-headless package, to run the Spark tests")
 
 TOL = dict(rtol=1e-9, atol=1e-12)
 
