@@ -96,8 +96,7 @@ class _Linearized(_Flattened):
 
 def _concrete_or_self(x):
     """Auxiliary outputs leave the trace as their values (not differentiated)."""
-    return x._value if isinstance(x, Tracer) and x._trace.level and x._value is not None \
-        else x
+    return x._value if isinstance(x, Tracer) and x._value is not None else x
 
 
 def _argnums_tuple(argnums, nargs):

@@ -226,15 +226,15 @@ def _np_name(func) -> str:
 
 def _unary_op(ufunc):
     name = f"np.{ufunc.__name__}"
-    return lambda self: (handlers.get(ufunc) or _handler(ufunc, name))(self)
+    return lambda self: _handler(ufunc, name)(self)
 
 
 def _binary_op(ufunc, reflected=False):
     """The operator as NumPy would dispatch it to the tracer, without NumPy's detour."""
     name = f"np.{ufunc.__name__}"
     if reflected:
-        return lambda self, other: (handlers.get(ufunc) or _handler(ufunc, name))(other, self)
-    return lambda self, other: (handlers.get(ufunc) or _handler(ufunc, name))(self, other)
+        return lambda self, other: _handler(ufunc, name)(other, self)
+    return lambda self, other: _handler(ufunc, name)(self, other)
 
 
 class Tracer:

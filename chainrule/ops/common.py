@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..core.errors import NonDifferentiableError, ShapeError
-from ..core.ir import Aval, aval_of
+from ..core.ir import aval_of
 from ..core.trace import Tracer, handlers
 
 
@@ -20,9 +20,6 @@ def implements(*keys):
         return fn
     return register
 
-
-def is_traced(x) -> bool:
-    return isinstance(x, Tracer)
 
 
 def as_operand(x, dtype=None):
@@ -104,6 +101,3 @@ def check_float_dtype(x, what):
         raise NonDifferentiableError(f"{what} needs a floating-point array, "
                                      f"got {aval_of(x).dtype}")
 
-
-def float_aval(aval: Aval) -> Aval:
-    return aval if aval.is_float else Aval(aval.shape, np.float64)

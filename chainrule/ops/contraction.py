@@ -18,7 +18,6 @@ from ..core.errors import ShapeError
 from ..core.ir import Aval
 from ..core.primitive import Zero, batch_rules, is_undefined, primitive
 from ..transforms.batching import batch_to_front
-from ..core.ir import aval_of
 from .common import as_operand, broadcast_shapes, implements, promote
 from .shape import broadcast_to, reshape
 

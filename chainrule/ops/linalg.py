@@ -91,7 +91,7 @@ def _solve_shape(a, b):
 
 def _solve_jvp(primals, tangents, outs):
     """X = A⁻¹B: dX = A⁻¹(dB - dA X)."""
-    (a, b), (ta, tb), x = primals, tangents, outs[0]
+    a, (ta, tb), x = primals[0], tangents, outs[0]
     rhs = None if isinstance(tb, Zero) else tb
     if not isinstance(ta, Zero):
         rhs = -(ta @ x) if rhs is None else rhs - ta @ x

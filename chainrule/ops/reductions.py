@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import ShapeError, UnsupportedOperationError
-from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, batch_rules, primitive
+from ..core.ir import Aval
+from ..core.primitive import batch_rules, primitive
 from ..transforms.batching import axis_param_rule
 from .common import as_operand, implements, normalize_axes, normalize_axis
 from .shape import broadcast_to, concatenate, linear_primitive, reshape

@@ -14,7 +14,7 @@ import numpy as np
 from ..core.errors import ConcretizationError, ShapeError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, batch_rules, is_undefined, primitive
-from ..transforms.batching import (all_to_front, batch_size, batch_to_front, example_rank,
+from ..transforms.batching import (all_to_front, batch_size, batch_to_front,
                                    move_batch_axis)
 from ..core.trace import Tracer, concrete
 from .common import (as_operand, broadcast_shapes, implements, normalize_axis, promote,
@@ -652,8 +652,9 @@ def zeros_like(a, dtype=None, order="K", subok=True, shape=None):
 @implements(np.full_like)
 def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
     z = zeros_like(a, dtype, shape=shape)
-    return z + np.asarray(fill_value, z.dtype) if not isinstance(fill_value, Tracer) \
-        else z + fill_value.astype(z.dtype)
+    fill = fill_value.astype(z.dtype) if isinstance(fill_value, Tracer) else \
+        np.asarray(fill_value, z.dtype)
+    return z + fill
 
 
 implements(np.ones_like)(lambda a, dtype=None, order="K", subok=True, shape=None:
