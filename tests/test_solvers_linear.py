@@ -115,11 +115,14 @@ def test_cholesky_refuses_an_indefinite_system():
         S.linear_solve(matvec, b, indefinite, solve="cholesky", symmetric=True)
 
 
-def test_matvec_closing_over_a_differentiated_value_raises():
+def test_matvec_closing_over_a_differentiated_value_keeps_its_derivative():
+    # The closed-over scale becomes an operand of the primitive: x = b / (scale SPD).
     def f(scale):
-        return np.sum(S.linear_solve(lambda v, M: scale * (M @ v), b, SPD))
-    with pytest.raises(S.ClosedOverTracerError, match="linear_solve's matvec uses 1"):
-        cr.grad(f)(2.0)
+        return np.sin(S.linear_solve(lambda v, M: scale * (M @ v), b, SPD, solve="cg"))
+    np.testing.assert_allclose(cr.jacrev(f)(2.0),
+                               cr.jacfwd(lambda s: np.sin(np.linalg.solve(s * SPD, b)))(2.0),
+                               rtol=1e-6)
+    check_grads(f, (2.0,), order=2)
 
 
 def test_solver_closing_over_a_differentiated_value_raises():

@@ -213,7 +213,6 @@ print(" ".join(sorted(p.name for p in jvp_rules if p not in batch_rules)))
 # vmap runs them once per example (correct, slower).
 WITHOUT_BATCH_RULE = {"custom_jvp_call", "custom_vjp_call", "custom_vjp_lin",   # custom.py
                       "pinv", "tria", "qr_tria",                                # linalg.py
-                      "linear_solve", "implicit_root",                          # solvers
                       # while_loop's derivative loops with shapes only: first order only
                       "while_loop_tangent", "while_loop_tangent_transpose"}
 

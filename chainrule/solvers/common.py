@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..core.errors import ChainruleError
+from ..core.errors import ChainruleError, ConcretizationError
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..control import checkpoint as remat
 from ..core.trace import Tracer, concrete, trace_flat
@@ -66,7 +66,14 @@ def per_iteration(fn, checkpoint):
 def value_of(x) -> float:
     """A traced or plain scalar as a Python float (for stopping tests and line
     searches, whose decisions are piecewise constant in the parameters)."""
-    return float(concrete(x))
+    value = concrete(x)
+    if value is None:
+        raise ConcretizationError(
+            "the solver's iterations (stopping tests, line searches) need values, but "
+            "they are traced with shapes only here (inside vmap or jit): diff='unroll' "
+            "cannot run there. Use diff='implicit' or 'onestep' (whose solver runs on "
+            "values and has batch and jit rules), or unroll outside vmap/jit.")
+    return float(value)
 
 
 def check_choice(value, allowed, what):

@@ -32,6 +32,7 @@ from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, primitive
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import Tracer, concrete
+from ..transforms.batching import batch_size, batch_to_front, move_batch_axis, vmap
 from ..transforms.jvp import instantiate
 from .common import (DIFF_MODES, ON_NONCONVERGENCE, ClosedOverTracerError, SolverInfo,
                      check_choice, check_converged, check_no_closed_over_tracers,
@@ -50,9 +51,13 @@ class RootProblem:
         self.name, self.run, self.optimality = name, run, optimality
         self.init_tree, self.theta_tree, self.init_avals = init_tree, theta_tree, init_avals
         self.linear, self.tol, self.on_nonconvergence = linear, tol, on_nonconvergence
+        self.num_unknowns = len(init_avals)
 
     def __repr__(self):
         return self.name
+
+    def out_avals(self):
+        return list(self.init_avals) + INFO_AVALS
 
     def split(self, leaves):
         n = len(self.init_avals)
@@ -66,61 +71,103 @@ class RootProblem:
         _, out = api.jvp(lambda z: self.optimality(z, theta), (x,), (unravel(v),))
         return ravel_tree(out)[0]
 
+    def solve(self, leaves):
+        """Runs the solver on arrays: (*solution leaves, *info fields). A user's solver
+        gives no info: it is filled in from the norm of the optimality function."""
+        init, theta = self.split(list(leaves))
+        x, info = self.run(init, theta)
+        x_leaves, x_tree = tree_flatten(x)
+        if any(isinstance(leaf, Tracer) for leaf in x_leaves):
+            raise ClosedOverTracerError(
+                f"{self.name} computes with a differentiated value that it closes over "
+                f"instead of receiving it through theta; pass it in theta.")
+        if x_tree != self.init_tree or [aval_of(np.asarray(v)) for v in x_leaves] != \
+                self.init_avals:
+            raise ShapeError(f"{self.name} returned a solution shaped "
+                             f"{[np.shape(v) for v in x_leaves]}, unlike its initial value "
+                             f"{[a.shape for a in self.init_avals]}; they must match")
+        if info is None:
+            residual = float(np.linalg.norm(ravel_tree(self.optimality(x, theta))[0]))
+            info = SolverInfo(0, residual, residual <= self.tol)
+        check_converged(self.name, info, self.tol, self.on_nonconvergence)
+        return tuple(np.asarray(v, a.dtype) for v, a in zip(x_leaves, self.init_avals)) + (
+            np.int64(info.iterations), np.float64(info.residual), np.bool_(info.converged),
+            np.float64(info.step))
 
-def _root_impl(*leaves, problem):
-    """Runs the solver on arrays; info None (a user's solver) is filled in from the
-    norm of the optimality function at the solution."""
-    init, theta = problem.split(list(leaves))
-    x, info = problem.run(init, theta)
-    x_leaves, x_tree = tree_flatten(x)
-    if any(isinstance(leaf, Tracer) for leaf in x_leaves):
-        raise ClosedOverTracerError(
-            f"{problem.name} computes with a differentiated value that it closes over "
-            f"instead of receiving it through theta; pass it in theta.")
-    if x_tree != problem.init_tree or [aval_of(np.asarray(v)) for v in x_leaves] != \
-            problem.init_avals:
-        raise ShapeError(f"{problem.name} returned a solution shaped "
-                         f"{[np.shape(v) for v in x_leaves]}, unlike its initial value "
-                         f"{[a.shape for a in problem.init_avals]}; they must match")
-    if info is None:
-        residual = float(np.linalg.norm(ravel_tree(problem.optimality(x, theta))[0]))
-        info = SolverInfo(0, residual, residual <= problem.tol)
-    check_converged(problem.name, info, problem.tol, problem.on_nonconvergence)
-    return tuple(np.asarray(v, a.dtype) for v, a in zip(x_leaves, problem.init_avals)) + (
-        np.int64(info.iterations), np.float64(info.residual), np.bool_(info.converged),
-        np.float64(info.step))
+    def tangent(self, x_leaves, theta_leaves, dtheta_leaves):
+        """Leaves of dx = -(∂ₓF)⁻¹ ∂θF dθ at the solution x (implicit function theorem)."""
+        x = tree_unflatten(self.init_tree, x_leaves)
+        theta = tree_unflatten(self.theta_tree, theta_leaves)
+        dtheta = tree_unflatten(self.theta_tree, dtheta_leaves)
+        _, dF = api.jvp(lambda th: self.optimality(x, th), (theta,), (dtheta,))
+        dx = solve_flat(self.matvec, -ravel_tree(dF)[0], list(x_leaves) + list(theta_leaves),
+                        self.linear)
+        return tree_flatten(ravel_tree(x)[1](dx))[0]
 
 
-def _root_shape(*avals, problem):
-    return list(problem.init_avals) + INFO_AVALS
+class BatchedRootProblem:
+    """A stack of `size` problems (vmap of `implicit_root`): the initial values are
+    stacked on axis 0, each parameter leaf too or shared (`theta_dims` 0 or None). The
+    solver, a Python function, runs once per example; the implicit derivative is the
+    inner one vmapped, so its linear systems are solved as one batched `linear_solve`."""
+
+    def __init__(self, inner, size, theta_dims):
+        self.inner, self.size, self.theta_dims = inner, size, theta_dims
+        self.name, self.num_unknowns = inner.name, inner.num_unknowns
+
+    def __repr__(self):
+        return f"{self.inner!r} x{self.size}"
+
+    def out_avals(self):
+        return [Aval((self.size,) + a.shape, a.dtype) for a in self.inner.out_avals()]
+
+    def solve(self, leaves):
+        n = self.num_unknowns
+        dims = [0] * n + self.theta_dims
+        examples = [self.inner.solve([a if d is None else a[i] for a, d in zip(leaves, dims)])
+                    for i in range(self.size)]
+        return tuple(np.stack(outs) for outs in zip(*examples))
+
+    def tangent(self, x_leaves, theta_leaves, dtheta_leaves):
+        return vmap(self.inner.tangent, in_axes=(0, self.theta_dims, self.theta_dims))(
+            list(x_leaves), list(theta_leaves), list(dtheta_leaves))
 
 
 def _root_jvp(primals, tangents, outs, problem):
-    n = len(problem.init_avals)
+    n = problem.num_unknowns
     zeros = [Zero(aval_of(o)) for o in outs]
-    theta_tangents = tangents[n:]
-    if all(isinstance(t, Zero) for t in theta_tangents):
+    if all(isinstance(t, Zero) for t in tangents[n:]):
         return zeros
-    x_leaves, theta_leaves = list(outs[:n]), list(primals[n:])
-    x = tree_unflatten(problem.init_tree, x_leaves)
-    theta = tree_unflatten(problem.theta_tree, theta_leaves)
-    dtheta = tree_unflatten(problem.theta_tree, [instantiate(t) for t in theta_tangents])
-    _, dF = api.jvp(lambda th: problem.optimality(x, th), (theta,), (dtheta,))
-    dF_flat = ravel_tree(dF)[0]
-    dx = solve_flat(problem.matvec, -dF_flat, x_leaves + theta_leaves, problem.linear)
-    dx_leaves = tree_flatten(ravel_tree(x)[1](dx))[0]
-    return dx_leaves + zeros[n:]
+    dx = problem.tangent(list(outs[:n]), list(primals[n:]),
+                         [instantiate(t) for t in tangents[n:]])
+    return list(dx) + zeros[n:]
 
 
-implicit_root_p = primitive("implicit_root", _root_impl, _root_shape,
-                            multiple_results=True, jvp=_root_jvp)
+def _root_batch(args, dims, problem):
+    n, size = problem.num_unknowns, batch_size(args, dims)
+    init = [move_batch_axis(a, d, 0, size) for a, d in zip(args[:n], dims[:n])]
+    theta = [a if d is None else batch_to_front(a, d) for a, d in zip(args[n:], dims[n:])]
+    batched = BatchedRootProblem(problem, size, [None if d is None else 0 for d in dims[n:]])
+    outs = implicit_root_p.bind(*init, *theta, problem=batched)
+    return outs, [0] * len(outs)
+
+
+implicit_root_p = primitive("implicit_root", lambda *leaves, problem: problem.solve(leaves),
+                            lambda *avals, problem: problem.out_avals(),
+                            multiple_results=True, jvp=_root_jvp, batch=_root_batch)
+# The implicit_root_p primitive, for code generators:
+# implicit_root[problem] *init_leaves *theta_leaves -> *solution_leaves, iterations,
+# residual, converged, step (one per example when batched): problem.solve(leaves).
 
 
 def _info_of(values) -> SolverInfo:
-    it, res, conv, step = (concrete(v) for v in values)
-    known = res is not None
-    return SolverInfo(int(it) if known else None, float(res) if known else None,
-                      bool(conv) if known else None, float(step) if known else None)
+    """Python scalars when the values are known; else the traced arrays themselves
+    (inside jit, or under vmap, where they hold one entry per example)."""
+    plain = [concrete(v) for v in values]
+    if any(p is None for p in plain):
+        return SolverInfo(*values)
+    it, res, conv, step = plain
+    return SolverInfo(int(it), float(res), bool(conv), float(step))
 
 
 def _check_square(optimality, init, theta, name):
@@ -158,8 +205,7 @@ def differentiate(name, run, optimality, step, init, theta, *, diff, tol,
     if diff == "unroll":
         x, info = run(init, theta)
         info = _info_of(info)
-        if info.converged is not None:
-            check_converged(name, info, tol, on_nonconvergence)
+        check_converged(name, info, tol, on_nonconvergence)
         return x, info
     check_no_closed_over_tracers(user_fn, (init, theta), f"the function given to {name}")
     x, info = solve_root(name, run, optimality, init, theta, linear, tol,

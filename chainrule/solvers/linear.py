@@ -1,21 +1,25 @@
 """Matrix-free linear solves A x = b, differentiable in b and in A.
 
-A is given by `matvec(operands, v)`: a pure function, linear in the 1-D vector v, of a
-list of operand arrays (for implicit differentiation: the solution and the parameters,
-with A the Jacobian of the optimality function, applied through a JVP). The primitive
-`linear_solve` takes b and the operands as inputs, so nothing is hidden in a closure:
+A is given by `matvec(operands, v)`, a function linear in v. It is traced once, with
+shapes only, into a graph (operands..., v) -> A v; the values it reads from enclosing
+code (captured arrays, traced values of transformations in progress) become leading
+operands. The primitive `linear_solve` takes b and all operands as inputs, so nothing
+is hidden in a closure and every transformation sees them (as JAX's
+custom_linear_solve):
 
-- it is linear in b, and its transpose solves the transposed system Aᵀ u = c, with Aᵀ
-  applied through the VJP of matvec. Reverse mode therefore comes from the forward rule;
-- its JVP, x' = A⁻¹ (b' - A' x) with A' x the JVP of matvec in the operands, is again a
-  `linear_solve`, so derivatives of every order exist.
+- it is linear in b, and its transpose solves the transposed system Aᵀ u = c, with the
+  graph of Aᵀ the transpose of A's graph in v. Reverse mode therefore comes from the
+  forward rule;
+- its JVP, x' = A⁻¹ (b' - A' x) with A' x the JVP of the graph in the operands, is
+  again a `linear_solve`, so derivatives of every order exist;
+- its batch rule solves the stacked systems at once: the graph is batched and the
+  batch axis of b becomes a leading "block" axis (A acts on each block separately).
 
-The solve itself always runs on concrete arrays (a primitive's implementation): when the
-right-hand side is traced (higher order, nested transformations) the trace records the
-primitive and the NumPy/SciPy solve runs on the values underneath. Methods:
+b may have leading block axes (`blocks` of them, from vmap) before the unknowns of one
+system. The solve always runs on concrete arrays (a primitive's implementation). Methods:
 
-- "direct": dense A (n products with the basis), LU; "cholesky" for symmetric positive
-  definite A. For small systems (up to a few thousand unknowns).
+- "direct": dense A (one batched product with each basis vector), LU; "cholesky" for
+  symmetric positive definite A. For small systems (up to a few thousand unknowns).
 - "cg", "minres": SciPy's Krylov solvers; need a symmetric A, which is checked with two
   random probes (<u, A v> against <v, A u>) — a nonsymmetric A is refused with an error
   instead of giving garbage (jaxopt #17, #274). CG further needs A positive definite.
@@ -23,8 +27,10 @@ primitive and the NumPy/SciPy solve runs on the values underneath. Methods:
 - "neumann": x = α Σ_{j<=K} (I - αA)^j b (Lorraine et al. 2020), which converges when
   the spectrum of αA lies in (0, 2); equal to K gradient steps started at the solution.
 
-The relative residual |A x - b| / |b| of every solve is checked against `tol`; a solve
-that misses it (or breaks down) is reported by the `on_nonconvergence` policy.
+Krylov and Neumann solve the blocks as one block-diagonal system, with the tolerance
+of the block with the smallest right-hand side. The relative residual |A x - b| / |b|
+of every block is checked against `tol`; a solve that misses it (or breaks down) is
+reported by the `on_nonconvergence` policy.
 """
 from __future__ import annotations
 
@@ -32,93 +38,113 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
-from .. import api
-from ..core.ir import aval_of
+from ..control import trace_closed, transposed_graph_of
+from ..core.errors import ConcretizationError
+from ..core.ir import Literal, Var, aval_of
 from ..core.primitive import Zero, primitive
-from ..transforms.jvp import instantiate
-from ..transforms.transpose import backward_pass
-from .common import (SingularSystemError, SolverOptionError, check_choice,
-                     check_no_closed_over_tracers, closed_over_tracers, ravel_tree,
+from ..core.trace import eval_graph
+from ..transforms.batching import batch_graph, batch_size, batch_to_front, move_batch_axis
+from ..transforms.jvp import jvp_flat
+from .common import (SingularSystemError, SolverOptionError, check_choice, ravel_tree,
                      report_nonconvergence)
 
 METHODS = ("direct", "cholesky", "cg", "minres", "gmres", "bicgstab", "neumann")
 SYMMETRIC_METHODS = ("cg", "minres", "cholesky")
 
 
-def apply_operator(matvec, operands, v, transposed):
-    """A v, or Aᵀ v through the VJP of the linear map w -> A w (traceable)."""
-    if not transposed:
-        return matvec(list(operands), v)
-    _, pullback = api.vjp(lambda w: matvec(list(operands), w), np.zeros_like(v))
-    return pullback(v)[0]
+def _block_operator(matvec, operands, shape, dtype, blocks):
+    """A on the rows of a (number of blocks, unknowns per block) array. The equations
+    of matvec that do not depend on v (e.g. the Hessian's factors at x) run once here;
+    each product runs the others only."""
+    v = matvec.invars[-1]
+    env = dict(zip(matvec.invars, operands))
+    read = lambda env, a: a.value if isinstance(a, Literal) else env[a]
+    linear, dependent = [], {v}
+    for e in matvec.eqns:
+        if any(isinstance(a, Var) and a in dependent for a in e.inputs):
+            linear.append(e)
+            dependent.update(e.outputs)
+        else:
+            out = e.prim.impl(*[read(env, a) for a in e.inputs], **e.params)
+            env.update(zip(e.outputs, out if e.prim.multiple_results else [out]))
+    used = {a for e in linear for a in e.inputs} | set(matvec.outvars)
+    env = {var: value for var, value in env.items() if var in used}
+    n = int(np.prod(shape[blocks:], dtype=np.int64))
+
+    def apply(rows):
+        local = dict(env)
+        local[v] = np.reshape(rows, shape)
+        for e in linear:
+            out = e.prim.impl(*[read(local, a) for a in e.inputs], **e.params)
+            local.update(zip(e.outputs, out if e.prim.multiple_results else [out]))
+        return np.asarray(read(local, matvec.outvars[0]), dtype).reshape(-1, n)
+    return apply
 
 
-def _concrete_operator(matvec, operands, n, dtype, transposed):
-    """A (or Aᵀ) as a function on arrays, from one linearization of matvec."""
-    _, f_lin = api.linearize(lambda w: matvec(list(operands), w), np.zeros(n, dtype))
-    if transposed:
-        return lambda u: instantiate(backward_pass(f_lin.graph, [np.asarray(u, dtype)])[0])
-    return lambda v: np.asarray(f_lin(np.asarray(v, dtype)))
-
-
-def _check_symmetric(apply, n, dtype, method):
+def _check_symmetric(apply, rows_shape, dtype, method):
     rng = np.random.default_rng(0)
-    u, v = rng.standard_normal((2, n)).astype(dtype)
-    uAv, vAu = float(u @ apply(v)), float(v @ apply(u))
-    if abs(uAv - vAu) > 1e-6 * max(abs(uAv), abs(vAu), 1e-30):
+    u, v = rng.standard_normal((2,) + rows_shape).astype(dtype)
+    uAv, vAu = np.sum(u * apply(v), axis=1), np.sum(v * apply(u), axis=1)
+    gap = np.abs(uAv - vAu) / np.maximum(np.maximum(np.abs(uAv), np.abs(vAu)), 1e-30)
+    if np.any(gap > 1e-6):
+        k = int(np.argmax(gap))
         raise SolverOptionError(
             f"solve={method!r} needs a symmetric system, but this one is not: for random "
-            f"u, v, <u, A v> = {uAv:.6g} while <v, A u> = {vAu:.6g}. The Jacobian of a "
-            f"fixed-point map or of a general root problem is not symmetric; use "
+            f"u, v, <u, A v> = {uAv[k]:.6g} while <v, A u> = {vAu[k]:.6g}. The Jacobian "
+            f"of a fixed-point map or of a general root problem is not symmetric; use "
             f"solve='gmres', 'bicgstab' or 'direct' (or pass symmetric=False).")
 
 
-def _dense(apply, n, dtype):
-    return np.stack([apply(e) for e in np.eye(n, dtype=dtype)], axis=1)
+def _dense(apply, rows_shape, dtype):
+    """The blocks of A, (blocks, n, n): one product with each basis vector."""
+    n = rows_shape[1]
+    return np.stack([apply(np.broadcast_to(e, rows_shape)) for e in np.eye(n, dtype=dtype)],
+                    axis=-1)
 
 
 def _neumann(apply, b, alpha, tol, maxiter):
     term, total = b.copy(), b.copy()
-    scale = np.linalg.norm(b)
     for k in range(maxiter):
         term = term - alpha * apply(term)
         total = total + term
-        if np.linalg.norm(term) <= 1e-3 * tol * scale:
+        if np.linalg.norm(term) <= 1e-3 * tol:
             break
     return alpha * total, k + 1
 
 
-def _krylov(method, apply, b, n, tol, maxiter):
-    op = spla.LinearOperator((n, n), matvec=apply, dtype=b.dtype)
+def _krylov(method, apply, b, tol, maxiter):
+    op = spla.LinearOperator((b.size, b.size), dtype=b.dtype,
+                             matvec=lambda v: apply(v.reshape(b.shape)).ravel())
     solver = {"cg": spla.cg, "minres": spla.minres, "gmres": spla.gmres,
               "bicgstab": spla.bicgstab}[method]
     iterations = [0]
 
     def count(_):
         iterations[0] += 1
-    kwargs = dict(rtol=tol * 1e-2, maxiter=maxiter, callback=count)
+    kwargs = dict(rtol=tol * 1e-2 / np.linalg.norm(b), maxiter=maxiter, callback=count)
     if method != "minres":
         kwargs["atol"] = 0.0
     if method == "gmres":
         kwargs["callback_type"] = "legacy"
-    x, _ = solver(op, b, **kwargs)
-    return x, iterations[0]
+    x, _ = solver(op, b.ravel(), **kwargs)
+    return x.reshape(b.shape), iterations[0]
 
 
-def _impl(b, *operands, matvec, transposed, method, symmetric, tol, maxiter, alpha,
+def _impl(b, *operands, matvec, blocks, method, symmetric, tol, maxiter, alpha,
           on_nonconvergence):
-    n, dtype = b.shape[0], b.dtype
     if not np.any(b):
         return np.zeros_like(b)
-    if symmetric:
-        transposed = False
-    apply = _concrete_operator(matvec, operands, n, dtype, transposed)
+    rows = np.reshape(b, (-1, int(np.prod(b.shape[blocks:], dtype=np.int64))))
+    apply = _block_operator(matvec, operands, b.shape, b.dtype, blocks)
     if method in SYMMETRIC_METHODS and not symmetric:
-        _check_symmetric(apply, n, dtype, method)
+        _check_symmetric(apply, rows.shape, b.dtype, method)
+    scale = np.linalg.norm(rows, axis=1)
+    smallest = np.min(scale[scale > 0])
+    iterations = rows.shape[1]
     with np.errstate(all="ignore"):
         if method == "direct":
             try:
-                x, iterations = np.linalg.solve(_dense(apply, n, dtype), b), n
+                x = np.linalg.solve(_dense(apply, rows.shape, b.dtype), rows[..., None])[..., 0]
             except np.linalg.LinAlgError:
                 raise SingularSystemError(
                     "the linear system of the implicit derivative is singular: the "
@@ -128,17 +154,18 @@ def _impl(b, *operands, matvec, transposed, method, symmetric, tol, maxiter, alp
                     "optimality function, or use diff='unroll' / 'onestep'.") from None
         elif method == "cholesky":
             try:
-                factor = scipy.linalg.cho_factor(_dense(apply, n, dtype))
+                factors = np.linalg.cholesky(_dense(apply, rows.shape, b.dtype))
             except np.linalg.LinAlgError:
                 raise SolverOptionError(
                     "solve='cholesky' needs a positive definite system, and this one is "
                     "not; use solve='direct' (LU) or 'gmres'") from None
-            x, iterations = scipy.linalg.cho_solve(factor, b), n
+            x = np.stack([scipy.linalg.cho_solve((L, True), r) for L, r in zip(factors, rows)])
         elif method == "neumann":
-            x, iterations = _neumann(apply, b, alpha, tol, maxiter)
+            x, iterations = _neumann(apply, rows, alpha, tol * smallest, maxiter)
         else:
-            x, iterations = _krylov(method, apply, b, n, tol, maxiter)
-        residual = np.linalg.norm(apply(x) - b) / np.linalg.norm(b)
+            x, iterations = _krylov(method, apply, rows, tol * smallest, maxiter)
+        residual = np.max(np.linalg.norm(apply(x) - rows, axis=1)
+                          / np.where(scale > 0, scale, 1.0))
     if not residual <= tol:
         report_nonconvergence(
             f"the linear solve of the implicit derivative (solve={method!r}) reached a "
@@ -147,38 +174,55 @@ def _impl(b, *operands, matvec, transposed, method, symmetric, tol, maxiter, alp
             f"linear_tol, or use another solve (e.g. 'direct' for small systems"
             + (", or a smaller alpha: the Neumann series needs the spectrum of alpha*A "
                "in (0, 2)" if method == "neumann" else "") + ").", on_nonconvergence)
-    return x
+    return np.reshape(x, b.shape)
 
 
 def _shape(b, *operands, **params):
     return b
 
 
-def _jvp(primals, tangents, outs, **params):
-    (b, *operands), (tb, *t_operands), x = primals, tangents, outs[0]
+def _jvp(primals, tangents, outs, matvec, **params):
+    (b, *operands), (tb, *t_operands) = primals, tangents
     rhs = None if isinstance(tb, Zero) else tb
     if not all(isinstance(t, Zero) for t in t_operands):
-        transposed = params["transposed"] and not params["symmetric"]
-        _, dAx = api.jvp(
-            lambda *ops: apply_operator(params["matvec"], ops, x, transposed),
-            tuple(operands), tuple(instantiate(t) for t in t_operands))
-        rhs = -dAx if rhs is None else rhs - dAx
-    return [linear_solve_p.bind(rhs, *operands, **params)]
+        _, (dAx,) = jvp_flat(lambda *a: eval_graph(matvec, [], a), operands + [outs[0]],
+                             [None if isinstance(t, Zero) else t for t in t_operands] + [None])
+        if dAx is not None:
+            rhs = -dAx if rhs is None else rhs - dAx
+    if rhs is None:
+        return [Zero(aval_of(outs[0]))]
+    return [linear_solve_p.bind(rhs, *operands, matvec=matvec, **params)]
 
 
-def _transpose(cts, b, *operands, **params):
+def _transpose(cts, b, *operands, matvec, symmetric, **params):
     ct = cts[0]
     if isinstance(ct, Zero):
         return [None] * (1 + len(operands))
-    flipped = dict(params, transposed=not params["transposed"])
-    return [linear_solve_p.bind(ct, *operands, **flipped)] + [None] * len(operands)
+    flipped = matvec if symmetric else transposed_graph_of(
+        matvec, [False] * len(operands) + [True])
+    return [linear_solve_p.bind(ct, *operands, matvec=flipped, symmetric=symmetric,
+                                **params)] + [None] * len(operands)
 
 
-linear_solve_p = primitive("linear_solve", _impl, _shape, jvp=_jvp, transpose=_transpose)
+def _batch(args, dims, matvec, blocks, **params):
+    size = batch_size(args, dims)
+    b = move_batch_axis(args[0], dims[0], 0, size)
+    operands = [a if d is None else batch_to_front(a, d) for a, d in zip(args[1:], dims[1:])]
+    operand_dims = [None if d is None else 0 for d in dims[1:]]
+    batched, _ = batch_graph(matvec, operand_dims + [0], size, [0])
+    return linear_solve_p.bind(b, *operands, matvec=batched, blocks=blocks + 1, **params), 0
+
+
+linear_solve_p = primitive("linear_solve", _impl, _shape, jvp=_jvp, transpose=_transpose,
+                           batch=_batch)
+# The linear_solve_p primitive, for code generators:
+# linear_solve[matvec, blocks, method, symmetric, tol, maxiter, alpha, on_nonconvergence]
+# b *operands -> x with matvec(*operands, x) = b. matvec: closed Graph (operands, v) -> A v,
+# linear in v, acting separately on each of the `blocks` leading axes of b.
 
 
 def solve_options(solve, symmetric, tol, maxiter, alpha, on_nonconvergence):
-    """Validated parameters of `linear_solve_p` (everything but matvec and transposed)."""
+    """Validated parameters of `linear_solve_p` (everything but matvec and blocks)."""
     check_choice(solve, METHODS, "solve")
     check_choice(on_nonconvergence, ("warn", "raise", "ignore"), "on_nonconvergence")
     if solve == "neumann" and not alpha > 0:
@@ -189,29 +233,30 @@ def solve_options(solve, symmetric, tol, maxiter, alpha, on_nonconvergence):
 
 
 def solve_flat(matvec, b, operands, options):
-    """x with A x = b for 1-D b; A = matvec(operands, .). Differentiable in b and operands.
-    When matvec closes over traced values (an unrolled solver whose objective reads a
-    differentiated value from a closure), A is formed by tracing matvec on the basis and
-    solved with np.linalg.solve, so that the closure's derivative is kept."""
-    if closed_over_tracers(matvec, (operands, b)):
-        return np.linalg.solve(np.stack([matvec(operands, e) for e in
-                                         np.eye(b.shape[0], dtype=aval_of(b).dtype)],
-                                        axis=1), b)
-    return linear_solve_p.bind(b, *operands, matvec=matvec, transposed=False, **options)
+    """x with A x = b for 1-D b; A = matvec(operands, .), differentiable in b, in the
+    operands and in any traced value matvec reads from enclosing code (traced into the
+    graph of `linear_solve`, such values become operands of the primitive)."""
+    avals = [aval_of(o) for o in operands] + [aval_of(b)]
+    try:
+        graph, consts = trace_closed(lambda *a: [matvec(list(a[:-1]), a[-1])], avals)
+    except ConcretizationError as e:
+        raise ConcretizationError(
+            f"linear_solve traces its matvec once with shapes only (into a graph that "
+            f"vmap, jit and the derivative rules transform), so the matvec (and the "
+            f"function it differentiates) cannot branch on array values in Python; use "
+            f"np.where or chainrule.cond. ({e})") from None
+    return linear_solve_p.bind(b, *consts, *operands, matvec=graph, blocks=0, **options)
 
 
 def linear_solve(matvec, b, *operands, solve="gmres", symmetric=False, tol=1e-8,
                  maxiter=1000, alpha=1.0, on_nonconvergence="warn"):
     """Solves matvec(x, *operands) = b for x (b and x of the same pytree structure),
-    differentiably in b and in the operands. matvec must be linear in x and must read
-    every differentiated value from its operands, not from a closure."""
+    differentiably in b, in the operands and in values matvec closes over. matvec must
+    be linear in x and traceable with shapes only (no Python branches on values)."""
     b_flat, unravel = ravel_tree(b)
-    check_no_closed_over_tracers(lambda x, ops: matvec(x, *ops), (b, operands),
-                                 "linear_solve's matvec")
 
     def flat_matvec(ops, v):
         return ravel_tree(matvec(unravel(v), *ops))[0]
-    flat_matvec.__name__ = getattr(matvec, "__name__", "matvec")
     dtype = np.result_type(aval_of(b_flat).dtype, np.float64)
     options = solve_options(solve, symmetric, tol, maxiter, alpha, on_nonconvergence)
     return unravel(solve_flat(flat_matvec, b_flat.astype(dtype), list(operands), options))
