@@ -266,6 +266,34 @@ def test_large_batches_run_in_slices_with_the_same_result():
         np.testing.assert_array_equal(a, b)
 
 
+def test_large_batches_of_a_tensor_program_run_in_slices_with_the_same_result():
+    x, A = rng.standard_normal((5, 4)), rng.standard_normal((5, 2, 3))
+    p = plan(tensor_program, x[0], A[0], order="reverse")
+    whole = p.blocks(x, A)
+    p.tensor_chunk = 2                            # 5 elements in 3 slices, the last of one
+    sliced = p.blocks(x, A)
+    for a, b in zip(_flat(whole), _flat(sliced)):
+        assert b.shape[0] == 5
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["MLP", "TransformerEncoder"])
+def test_tensor_task_jacobians_match_forward_and_reverse_mode(name):
+    from benchmarks.elimination.search_orders import order_path
+
+    task = T.TASKS[name]
+    args = task.args(rng)
+    J = plan(task.fun, *args, order=load_order(order_path(name))).jacobian(*args)
+    nums = tuple(range(len(args)))
+    _assert_same(J, cr.jacfwd(task.fun, argnums=nums)(*args))
+    _assert_same(J, cr.jacrev(task.fun, argnums=nums)(*args))
+
+
+def test_transformer_encoder_differentiates_correctly():
+    task = T.TASKS["TransformerEncoder"]
+    check_grads(lambda *a: np.sum(task.fun(*a)), task.args(rng), order=2)
+
+
 def test_loop_primitive_is_one_vertex_with_a_dense_block():
     from chainrule.control import fori_loop
 

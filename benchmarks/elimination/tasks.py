@@ -329,6 +329,65 @@ def mlp_args(rng, batch=()):
     return tuple(rng.standard_normal(batch + s) * 0.5 for s in shapes)
 
 
+# --------------------------------------------------------------------------- TransformerEncoder
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _silu(x):
+    return x * _sigmoid(x)
+
+
+def _variance_rows(x):
+    mu = np.mean(x, axis=1)
+    return np.sum((x - mu) ** 2, axis=1) / x.shape[1]
+
+
+def _layer_norm_rows(x, gamma, beta):
+    """Graphax's `layer_norm` as written there: the row means are subtracted along the
+    last axis (column j loses the mean of row j), kept so the graph is the same."""
+    mu = np.mean(x, axis=1)
+    sigma = _variance_rows(x)
+    return (x - mu) / np.sqrt(sigma + 1e-6) * gamma + beta
+
+
+def _softmax_rows(a):
+    z = np.exp(a - np.max(a, axis=1, keepdims=True))
+    return z / np.sum(z, axis=1, keepdims=True)
+
+
+def _attention(q, k, v):
+    a = q.T @ k
+    return _softmax_rows(a) @ v
+
+
+def _encoder_block(x, WQ, WK, WV, W, b, gamma, beta):
+    q = WQ @ x
+    k = WK @ x
+    v = WV @ x
+    a = x + _attention(q, k, v)
+    c = _layer_norm_rows(a, gamma, beta)
+    return _silu(W @ c + b)
+
+
+def transformer_encoder(x, y, WQ1, WQ2, WK1, WK2, WV1, WV2, W1, W2, b1, b2, gamma0, beta0,
+                        gamma1, beta1):
+    """Two self-attention encoder blocks and a squared error (Graphax's `Encoder`,
+    shapes of AlphaGrad's `make_Encoder`): a tensor task, Jacobian of the (2, 4) error
+    with respect to all sixteen arguments."""
+    z1 = _encoder_block(x, WQ1, WK1, WV1, W1, b1, gamma0, beta0)
+    z2 = _encoder_block(z1, WQ2, WK2, WV2, W2, b2, gamma1, beta1)
+    return 0.5 * (z2 - y) ** 2
+
+
+ENCODER_SHAPES = [(4, 4), (2, 4)] + [(4, 4)] * 7 + [(2, 4), (4,), (2, 1), (), (), (), ()]
+
+
+def transformer_encoder_args(rng, batch=()):
+    return tuple(rng.standard_normal(batch + s) * 0.5 for s in ENCODER_SHAPES)
+
+
 # --------------------------------------------------------------------------- registry
 
 @dataclass(frozen=True)
@@ -336,6 +395,9 @@ class Task:
     fun: object
     make_args: object          # (rng, batch=()) -> tuple of arrays
     published: tuple = None    # (vertices, forward, reverse, Markowitz, AlphaGrad)
+    #: The published counts of a tensor task, from Graphax's own tensor graph and cost
+    #: model (whole tensors as vertices): not comparable with chainrule's counts.
+    graphax: tuple = None
 
     def args(self, rng, batch=()):
         return self.make_args(rng, batch)
@@ -349,5 +411,7 @@ TASKS = {
     "PropaneCombustion": Task(propane_combustion, propane_combustion_args,
                               (62, 151, 90, 111, 88)),
     "g": Task(g, g_args, (105, 632, 566, 451, 417)),
-    "MLP": Task(mlp, mlp_args),
+    "MLP": Task(mlp, mlp_args, graphax=(40, 10930, 392, 4796, 389)),
+    "TransformerEncoder": Task(transformer_encoder, transformer_encoder_args,
+                               graphax=(94, 135010, 4688, 51869, 4656)),
 }
