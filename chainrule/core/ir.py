@@ -14,6 +14,7 @@ input atoms (`Var` or `Literal`) and defines new output `Var`s. Every `Var` carr
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,7 @@ class Aval:
 
     @property
     def size(self):
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def is_float(self):
@@ -107,7 +108,7 @@ class Literal:
 Atom = Var | Literal
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Eqn:
     """outputs = primitive[params](*inputs); `source` is the user's line that made it."""
     prim: Any

@@ -93,23 +93,24 @@ class Trace:
     def process(self, prim, args, params):
         atoms = [a._var if type(a) is Tracer and a._trace is self else self.atom(a)
                  for a in args]
-        if self.abstract:
-            avals = prim.shape(*[a.aval for a in atoms], **params)
-            vals = [None] * len(avals)
-        else:
-            values = self.values
-            ins = [a.value if type(a) is Literal else values[a] for a in atoms]
-            if any(isinstance(v, Tracer) for v in ins):
-                out = prim.bind(*ins, **params)
-            else:
-                out = prim.impl(*ins, **params)
-            vals = list(out) if prim.multiple_results else [out]
-            avals = [aval_of(v) for v in vals]
-        outs = [Var(av) for av in avals]
         source = (attributed_source or user_source()) if self.record_source else None
+        if self.abstract:
+            outs = [Var(av) for av in prim.shape(*[a.aval for a in atoms], **params)]
+            self.eqns.append(Eqn(prim, atoms, outs, params, source))
+            if prim.multiple_results:
+                return [Tracer(self, v, None) for v in outs]
+            return Tracer(self, outs[0], None)
+        values = self.values
+        ins = [a.value if type(a) is Literal else values[a] for a in atoms]
+        if any(isinstance(v, Tracer) for v in ins):
+            out = prim.bind(*ins, **params)
+        else:
+            out = prim.impl(*ins, **params)
+        vals = list(out) if prim.multiple_results else [out]
+        outs = [Var(aval_of(v)) for v in vals]
         self.eqns.append(Eqn(prim, atoms, outs, params, source))
         for v, val in zip(outs, vals):
-            self.values[v] = val
+            values[v] = val
         tracers = [Tracer(self, v, val) for v, val in zip(outs, vals)]
         return tracers if prim.multiple_results else tracers[0]
 
@@ -269,13 +270,16 @@ class Tracer:
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.pop("out", None)
         dtype = kwargs.pop("dtype", None)
-        name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
         if method == "__call__":
-            if kwargs:
-                raise unsupported_function(f"{name} with argument(s) {', '.join(kwargs)}")
-            result = _handler(ufunc, name)(*inputs)
+            handler = handlers.get(ufunc)
+            if handler is None or kwargs:
+                name = f"np.{ufunc.__name__}"
+                raise unsupported_function(
+                    f"{name} with argument(s) {', '.join(kwargs)}" if kwargs else name)
+            result = handler(*inputs)
         else:
-            result = _handler((ufunc, method), name)(*inputs, **kwargs)
+            result = _handler((ufunc, method), f"np.{ufunc.__name__}.{method}")(
+                *inputs, **kwargs)
         if dtype is not None:
             result = result.astype(dtype)
         if out is None:

@@ -47,11 +47,33 @@ def result_dtype(*xs) -> np.dtype:
 
 def promote(*xs):
     """Python scalars to arrays of the promoted dtype, so every graph input is typed."""
-    if all(isinstance(x, (Tracer, np.ndarray)) for x in xs):
+    for x in xs:
+        if not isinstance(x, (Tracer, np.ndarray)):
+            break
+    else:
         return xs
-    dtype = result_dtype(*xs)
-    return [x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x, dtype)[()]
+    kinds = []
+    for x in xs:
+        if isinstance(x, (Tracer, np.ndarray, np.generic)):
+            kinds.append(x.dtype)
+        elif type(x) in _WEAK_SCALARS:
+            kinds.append(type(x))
+        else:
+            kinds = None
+            break
+    dtype = _promoted_dtype(*kinds) if kinds is not None else result_dtype(*xs)
+    return [x if isinstance(x, (Tracer, np.ndarray)) else dtype.type(x)
             if isinstance(x, (bool, int, float, complex)) else as_operand(x) for x in xs]
+
+
+# Python scalars take part in promotion by kind only (NumPy 2's weak scalars).
+_WEAK_SCALARS = {bool: False, int: 0, float: 0.0, complex: 0j}
+
+
+@lru_cache(maxsize=None)
+def _promoted_dtype(*kinds) -> np.dtype:
+    """result_dtype for operands given as dtypes or Python scalar types."""
+    return np.result_type(*[_WEAK_SCALARS[k] if k in _WEAK_SCALARS else k for k in kinds])
 
 
 @lru_cache(maxsize=None)

@@ -18,6 +18,8 @@ holds at every order.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..core.ir import Aval, aval_of
@@ -57,10 +59,17 @@ def _zero_jvp(primals, tangents, outs, **params):
 
 
 def _shape_of(ufunc):
-    def shape(*avals, **params):
-        return Aval(broadcast_shapes(*[a.shape for a in avals]),
-                    ufunc_dtype(ufunc, *[a.dtype for a in avals]))
-    return shape
+    if ufunc.nin == 1:
+        return lambda a: _elementwise_aval(ufunc, a.shape, a.dtype)
+    return lambda a, b: _elementwise_aval(ufunc, a.shape, a.dtype, b.shape, b.dtype)
+
+
+@lru_cache(maxsize=4096)
+def _elementwise_aval(ufunc, *shapes_and_dtypes) -> Aval:
+    """The output aval of ufunc on inputs given as shape, dtype, shape, dtype, ...
+    (cached: tracing meets the same few signatures over and over)."""
+    return Aval(broadcast_shapes(*shapes_and_dtypes[::2]),
+                ufunc_dtype(ufunc, *shapes_and_dtypes[1::2]))
 
 
 def _safe_mul(t, factor):

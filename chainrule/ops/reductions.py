@@ -7,6 +7,8 @@ the Clarke Jacobian); argmax/argmin/argsort are integer-valued and not different
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core.errors import ShapeError, UnsupportedOperationError
@@ -102,7 +104,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
         mask = broadcast_to(where, a.shape).astype(a.dtype)
         return sum_(a, axis, keepdims=keepdims, where=where) / sum_(mask, axis,
                                                                     keepdims=keepdims)
-    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)]))
+    count = math.prod(a.shape[i] for i in normalize_axes(axis, a.ndim))
     total = sum_(a, axis, keepdims=keepdims)
     return total / (count if np.issubdtype(total.dtype, np.inexact) else float(count))
 
@@ -136,7 +138,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Tru
         mean=None, correction=None):
     ddof = _moment_options("var", where, correction, ddof)
     a = as_operand(a)
-    count = int(np.prod([a.shape[i] for i in normalize_axes(axis, a.ndim)]))
+    count = math.prod(a.shape[i] for i in normalize_axes(axis, a.ndim))
     centered = a - (_mean(a, axis, keepdims=True) if mean is None else mean)
     return sum_(centered * centered, axis, keepdims=keepdims) / (count - ddof)
 
@@ -149,7 +151,7 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Tru
     ddof = _moment_options("std", where, correction, ddof)
     a = as_operand(a)
     axes = normalize_axes(axis, a.ndim)
-    count = int(np.prod([a.shape[i] for i in axes]))
+    count = math.prod(a.shape[i] for i in axes)
     centered = a - (_mean(a, axes, keepdims=True) if mean is None else mean)
     moved = np.moveaxis(centered, axes, range(-len(axes), 0))
     flat = reshape(moved, moved.shape[:a.ndim - len(axes)] + (-1,))

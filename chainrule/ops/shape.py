@@ -9,6 +9,8 @@ gather does the rest (`rearrange`).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError, UnsupportedOperationError
@@ -55,9 +57,9 @@ def reshape(x, shape=None, order="C", *, newshape=None, copy=None):
         raise ShapeError("only order='C' reshapes are supported")
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     if -1 in shape:
-        known = int(np.prod([d for d in shape if d != -1]))
+        known = math.prod(d for d in shape if d != -1)
         shape = tuple(x.size // max(known, 1) if d == -1 else d for d in shape)
-    if int(np.prod(shape)) != x.size:
+    if math.prod(shape) != x.size:
         raise ShapeError(f"cannot reshape an array of shape {x.shape} into {shape}")
     return x if shape == x.shape else reshape_p.bind(x, shape=shape)
 

@@ -119,24 +119,28 @@ class JVPTrace:
         primals, tangents, live, lower = [], [], False, False
         for a in args:
             if type(a) is JVPTracer and a._trace is self:
-                a, t = a._value, a._tangent
-                live = live or t is not None
+                t = a._tangent
+                if t is not None:
+                    live = True
+                a = a._value
             else:
                 t = None
                 if isinstance(a, Tracer) and not a._trace.active:
                     raise LeakedTracerError(
                         f"`{prim.name}` was applied to a traced value that escaped the "
                         f"function it belongs to; return it instead of storing it")
-            lower = lower or isinstance(a, Tracer)
+            if not lower and isinstance(a, Tracer):
+                lower = True
             primals.append(a)
             tangents.append(t)
         out = prim.bind(*primals, **params) if lower else prim.impl(*primals, **params)
+        outs = list(out) if prim.multiple_results else [out]
+        if live and any(o.dtype.kind in "fc" for o in outs):
+            out_tangents = self._tangents(prim, primals, tangents, outs, params)
+        else:
+            out_tangents = [None] * len(outs)
         if not prim.multiple_results:
-            return JVPTracer(self, out, self._tangents(prim, primals, tangents, [out], params)[0]
-                             if live and out.dtype.kind in "fc" else None)
-        outs = list(out)
-        out_tangents = self._tangents(prim, primals, tangents, outs, params) \
-            if live and any(o.dtype.kind in "fc" for o in outs) else [None] * len(outs)
+            return JVPTracer(self, out, out_tangents[0])
         return [JVPTracer(self, o, t) for o, t in zip(outs, out_tangents)]
 
     def _tangents(self, prim, primals, tangents, outs, params):

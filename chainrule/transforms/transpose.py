@@ -15,23 +15,34 @@ from ..core.trace import attributed_to
 from .jvp import add_tangents
 
 
+def _accumulate(cts, atoms, args, new_cts):
+    """Adds each new cotangent to the running cotangent of its atom (the linear ones:
+    those whose arg is an UndefinedPrimal)."""
+    for a, arg, ct in zip(atoms, args, new_cts):
+        if type(arg) is UndefinedPrimal and ct is not None and type(ct) is not Zero:
+            cts[a] = add_tangents(cts[a], ct) if a in cts else ct
+
+
 def backward_pass(graph, out_cts) -> list:
     """Cotangents of graph.invars given cotangents of graph.outvars (Zero allowed).
     The graph's constvars and literals are the residuals; every other Var is linear."""
     consts = dict(zip(graph.constvars, graph.consts))
     cts: dict = {}
 
-    def accumulate(v, ct):
-        if type(v) is Var and v not in consts and ct is not None and type(ct) is not Zero:
-            cts[v] = add_tangents(cts[v], ct) if v in cts else ct
-
-    for a, ct in zip(graph.outvars, out_cts):
-        accumulate(a, ct)
+    linear_outs = [UndefinedPrimal(v.aval) if type(v) is Var and v not in consts else None
+                   for v in graph.outvars]
+    _accumulate(cts, graph.outvars, linear_outs, out_cts)
     for e in reversed(graph.eqns):
-        outs = [cts.pop(v, None) for v in e.outputs]
-        if all(c is None for c in outs):
-            continue
-        outs = [Zero(v.aval) if c is None else c for v, c in zip(e.outputs, outs)]
+        if len(e.outputs) == 1:
+            ct = cts.pop(e.outputs[0], None)
+            if ct is None:
+                continue
+            outs = [ct]
+        else:
+            outs = [cts.pop(v, None) for v in e.outputs]
+            if all(c is None for c in outs):
+                continue
+            outs = [Zero(v.aval) if c is None else c for v, c in zip(e.outputs, outs)]
         args = [a.value if type(a) is Literal else consts[a] if a in consts
                 else UndefinedPrimal(a.aval) for a in e.inputs]
         rule = transpose_rules.get(e.prim)
@@ -39,8 +50,9 @@ def backward_pass(graph, out_cts) -> list:
             raise NonDifferentiableError(
                 f"primitive `{e.prim.name}` appears in a linear graph but has no "
                 f"transpose rule")
-        with attributed_to(e.source):
-            for a, arg, ct in zip(e.inputs, args, rule(outs, *args, **e.params)):
-                if type(arg) is UndefinedPrimal:
-                    accumulate(a, ct)
+        if e.source is None:
+            _accumulate(cts, e.inputs, args, rule(outs, *args, **e.params))
+        else:
+            with attributed_to(e.source):   # sums of cotangents belong to the line too
+                _accumulate(cts, e.inputs, args, rule(outs, *args, **e.params))
     return [cts.get(v, Zero(v.aval)) for v in graph.invars]
