@@ -285,7 +285,9 @@ def _jac_transform(fun, argnums, direction):
             if not _is_float(o):
                 raise NonDifferentiableError(
                     f"a Jacobian of an output of dtype {aval_of(o).dtype}")
-        blocks = (_forward_blocks if direction == "fwd" else _reverse_blocks)(
+        forward = direction == "fwd" or direction == "auto" and (   # fewer inputs
+            sum(np.size(x) for x in traced.leaves) <= sum(np.size(o) for o in traced.outs))
+        blocks = (_forward_blocks if forward else _reverse_blocks)(
             traced.linearize(), traced.leaves, traced.outs)
         rows = [tree_unflatten(traced.in_tree, row) for row in blocks]
         rows = [r[0] for r in rows] if isinstance(argnums, int) else rows
@@ -307,24 +309,13 @@ def jacobian(fun, argnums=0, mode="auto", order=None):
     """The Jacobian, shaped out.shape + in.shape. mode: "fwd", "rev", "auto" (forward
     when the inputs are no larger than the outputs) or "cross_country" (vertex
     elimination in `order`, searched when None; see chainrule.elimination)."""
-    if mode in ("fwd", "rev"):
+    if mode in ("fwd", "rev", "auto"):
         return _jac_transform(fun, argnums, mode)
     if mode == "cross_country":
         from .elimination import jacobian_function
         return jacobian_function(fun, argnums, order)
-    if mode != "auto":
-        raise ValueError(f"jacobian mode must be 'auto', 'fwd', 'rev' or 'cross_country', "
-                         f"got {mode!r}")
-
-    @functools.wraps(fun)
-    def auto(*args, **kwargs):
-        nums = _argnums_tuple(argnums, len(args))
-        n_in = sum(np.size(x) for x in tree_flatten(tuple(args[i] for i in nums))[0])
-        out = fun(*args, **kwargs)
-        n_out = sum(np.size(x) for x in tree_flatten(out)[0])
-        return _jac_transform(fun, argnums, "fwd" if n_in <= n_out else "rev")(
-            *args, **kwargs)
-    return auto
+    raise ValueError(f"jacobian mode must be 'auto', 'fwd', 'rev' or 'cross_country', "
+                     f"got {mode!r}")
 
 
 def hessian(fun, argnums=0):

@@ -65,6 +65,28 @@ def test_jacobians_and_hessian():
     np.testing.assert_allclose(H, H_hand, rtol=1e-10)
 
 
+def test_jacobian_auto_runs_the_function_once_and_picks_the_cheaper_mode():
+    from chainrule.core.ir import aval_of
+    from chainrule.core.primitive import primitive
+    # A linear primitive with a JVP rule and no transpose rule: only forward mode works.
+    doubled = primitive("test_doubled_forward_only", lambda x: 2 * x, aval_of,
+                        jvp=lambda p, t, o: [doubled.bind(t[0])])
+    calls = []
+
+    def widen(x):            # R^2 -> R^6: forward mode is cheaper
+        calls.append(1)
+        return doubled.bind(np.concatenate([x, x ** 2, np.sin(x)]))
+
+    x = np.array([0.3, -1.2])
+    J = cr.jacobian(widen)(x)
+    assert len(calls) == 1
+    np.testing.assert_allclose(J, 2 * np.vstack([np.eye(2), np.diag(2 * x), np.diag(np.cos(x))]))
+    narrow = lambda x: np.sum(doubled.bind(x))        # R^2 -> R: reverse mode
+    with pytest.raises(cr.NonDifferentiableError, match="no transpose rule"):
+        cr.jacobian(narrow)(x)
+    np.testing.assert_allclose(cr.jacobian(narrow, mode="fwd")(x), [2.0, 2.0])
+
+
 def test_any_order_and_mixed_modes():
     assert cr.grad(cr.grad(cr.grad(np.sin)))(1.0) == pytest.approx(-np.cos(1.0))
     assert cr.grad(cr.grad(lambda x: x ** 3))(3.0) == pytest.approx(18.0)
