@@ -30,11 +30,15 @@ nested derivatives), the loop's trip count n is read and it is differentiated as
 of length n; the backward pass stores the carry of every iteration (memory n times the
 carry's size) and runs the body's VJP backwards. With shapes only (inside jit or vmap)
 the trip count is unknown when tracing: the tangent is `while_loop_tangent`, which
-reruns the primal loop beside the tangents, and its transpose runs the loop forward
-keeping every carry in a list (the same memory, n carries) and then the transposed
-body backwards. Those two run as opaque loops: first derivatives only (vmap runs them
-once per example). fori_loop and scan have a static length and support every order
-everywhere.
+reruns the primal loop beside the tangents, and its transpose
+`while_loop_tangent_transpose` runs the loop forward keeping every carry in a list (the
+same memory, n carries) and then the transposed body backwards. Both are loops again
+under every rule, so every order works everywhere: the JVP of the tangent loop is the
+tangent loop of the loop over (carry, tangents); the JVP of the transpose is the
+transpose of a tangent loop whose carry holds the primal tangents too; transposing
+either is the other one, or reverse mode through the tangent loop where the JVP of a
+transpose made it linear in its primal inputs too (see `_loop_transpose`); batching
+freezes finished examples as for while_loop.
 
 All derivative rules bind these same primitives on traceable sub-graphs, so every
 derivative is itself differentiable (second order and beyond).
@@ -48,12 +52,13 @@ import numpy as np
 
 from .core.errors import NonDifferentiableError, ShapeError
 from .core.ir import Aval, Graph, Literal, Var, aval_of
-from .core.primitive import Zero, impl_rules, is_undefined, primitive
+from .core.primitive import (Zero, batch_rules, impl_rules, is_undefined, primitive,
+                             transpose_rules)
 from .core.pytree import tree_flatten, tree_unflatten
 from .core.trace import Tracer, concrete, eval_graph, trace_flat
 from .transforms.batching import (batch_eval, batch_graph, batch_size, batch_to_front,
-                                  closed, move_batch_axis)
-from .transforms.jvp import instantiate, jvp_flat
+                                  closed, inline_consts, move_batch_axis)
+from .transforms.jvp import instantiate, jvp_flat, linearize_flat
 from .transforms.simplify import dce
 from .transforms.transpose import backward_pass
 
@@ -123,11 +128,12 @@ def _out_avals(graph):
     return [a.aval for a in graph.outvars]
 
 
-def jvp_graph_of(graph, nonzero, force=None):
+def jvp_graph_of(graph, nonzero, force=None, with_primals=False):
     """The forward-mode sub-graph of a closed graph, traced on shapes:
     (*inputs, *tangents of the inputs marked `nonzero`) -> tangents of its outputs that
-    are nonzero (or marked in `force`; those are instantiated). Returns the graph and
-    the mask of outputs it gives tangents for."""
+    are nonzero (or marked in `force`; those are instantiated), after the outputs
+    themselves if `with_primals`. Returns the graph and the mask of outputs it gives
+    tangents for."""
     force = force or [False] * len(graph.outvars)
     n = len(graph.invars)
     avals = [v.aval for v in graph.invars] + [v.aval for v, z in zip(graph.invars, nonzero) if z]
@@ -136,11 +142,12 @@ def jvp_graph_of(graph, nonzero, force=None):
     def tangent_fun(*args):
         ts = iter(args[n:])
         tangents = [next(ts) if z else None for z in nonzero]
-        _, out_ts = jvp_flat(lambda *a: _run(graph, a), list(args[:n]), tangents)
+        outs, out_ts = jvp_flat(lambda *a: _run(graph, a), list(args[:n]), tangents)
         out_mask[:] = [(t is not None or f) and av.is_float
                        for t, f, av in zip(out_ts, force, _out_avals(graph))]
-        return [np.zeros(av.shape, av.dtype) if t is None else t
-                for t, m, av in zip(out_ts, out_mask, _out_avals(graph)) if m]
+        return (list(outs) if with_primals else []) + [
+            np.zeros(av.shape, av.dtype) if t is None else t
+            for t, m, av in zip(out_ts, out_mask, _out_avals(graph)) if m]
 
     g, consts = trace_closed(tangent_fun, avals)
     return _without_consts(g, consts), out_mask
@@ -157,11 +164,8 @@ def _without_consts(graph, consts):
             "traced value from outside the loop body; pass that value to the custom "
             "rule's function as an argument instead of closing over it")
     k = len(consts)
-    env = {v: Literal(c) for v, c in zip(graph.invars[:k], consts)}
-    sub = lambda a: env.get(a, a) if isinstance(a, Var) else a
-    eqns = [type(e)(e.prim, [sub(a) for a in e.inputs], e.outputs, e.params, e.source)
-            for e in graph.eqns]
-    return Graph([], graph.invars[k:], eqns, [sub(a) for a in graph.outvars], [])
+    return inline_consts(Graph(graph.invars[:k], graph.invars[k:], graph.eqns,
+                               graph.outvars, consts))
 
 
 def transpose_graph(graph, linear, args, out_cts):
@@ -466,64 +470,100 @@ def _while_transpose(cts, *args, **params):
         "this is a bug, please report it")
 
 
+# The two derivative loops share their parameters: cond and body of the primal loop,
+# tangent_body (body consts, carry, const tangents, carry tangents) -> carry tangents,
+# linear in the tangents. Inputs: cond consts, body consts, carry, then the tangents
+# (while_loop_tangent) or the cotangents of the carry tangents (its transpose).
+
 def _split_tangent_loop(args, body, tangent_body, num_cond_consts, num_body_consts):
-    """(cond consts, body consts, carry, const tangents, carry tangents) of the
-    tangent loop's inputs."""
+    """(cond consts, body consts, carry, the rest) of a derivative loop's inputs."""
     ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
-    n_kt = len(tangent_body.outvars)
-    n_ct = len(tangent_body.invars) - nbc - nk - n_kt
-    cut = np.cumsum([0, ncc, nbc, nk, n_ct, n_kt])
-    return [list(args[lo:hi]) for lo, hi in zip(cut[:-1], cut[1:])]
+    return (list(args[:ncc]), list(args[ncc:ncc + nbc]), list(args[ncc + nbc:ncc + nbc + nk]),
+            list(args[ncc + nbc + nk:]))
+
+
+def _num_const_tangents(body, tangent_body, num_body_consts):
+    return (len(tangent_body.invars) - num_body_consts - len(body.outvars)
+            - len(tangent_body.outvars))
 
 
 def _while_tangent_impl(*args, cond, body, tangent_body, num_cond_consts, num_body_consts):
-    cc, bc, carry, const_ts, carry_ts = _split_tangent_loop(
-        args, body, tangent_body, num_cond_consts, num_body_consts)
+    cc, bc, carry, ts = _split_tangent_loop(args, body, tangent_body, num_cond_consts,
+                                            num_body_consts)
+    n_ct = _num_const_tangents(body, tangent_body, num_body_consts)
+    const_ts, carry_ts = ts[:n_ct], ts[n_ct:]
     while _run_arrays(cond, cc + carry)[0]:
         carry_ts = _run_arrays(tangent_body, bc + carry + const_ts + carry_ts)
         carry = _run_arrays(body, bc + carry)
     return carry_ts
 
 
-def _while_tangent_transpose(cts, *args, cond, body, tangent_body, num_cond_consts,
-                             num_body_consts):
-    cc, bc, carry, const_ts, carry_ts = _split_tangent_loop(
-        args, body, tangent_body, num_cond_consts, num_body_consts)
-    n_res = len(bc) + len(carry)
-    linear = [False] * n_res + [True] * (len(tangent_body.invars) - n_res)
-    out = while_tangent_transpose_p.bind(
-        *cc, *bc, *carry, *[instantiate(c) for c in cts], cond=cond, body=body,
-        transposed=transposed_graph_of(tangent_body, linear), num_cond_consts=num_cond_consts,
-        num_body_consts=num_body_consts)
-    return [None] * (len(cc) + n_res) + [c if is_undefined(t) else None
-                                         for t, c in zip(const_ts + carry_ts, out)]
+def _joint_loop(cond, body, tangent_body, num_body_consts):
+    """The tangent loop as a while_loop over (carry, carry tangents) with consts (body
+    consts, const tangents): (cond, body) graphs. Its derivatives are the tangent
+    loop's (second order)."""
+    nbc, nk = num_body_consts, len(body.outvars)
+    n_ct = _num_const_tangents(body, tangent_body, nbc)
+    ins = [v.aval for v in tangent_body.invars]
+    bc, k, ct, kt = ins[:nbc], ins[nbc:nbc + nk], ins[nbc + nk:nbc + nk + n_ct], \
+        ins[nbc + nk + n_ct:]
+
+    def step(*a):
+        bc, ct, k, kt = (list(a[:nbc]), list(a[nbc:nbc + n_ct]),
+                         list(a[nbc + n_ct:nbc + n_ct + nk]), list(a[nbc + n_ct + nk:]))
+        return _run(body, bc + k) + _run(tangent_body, bc + k + ct + kt)
+    joint_cond = Graph([], list(cond.invars) + [Var(a) for a in kt], cond.eqns,
+                       cond.outvars, [])
+    return joint_cond, _without_consts(*trace_closed(step, bc + ct + k + kt))
 
 
-def _no_second_order(*args, **params):
-    raise NonDifferentiableError(
-        "second derivatives through while_loop are supported when values are known "
-        "(eager mode), not inside jit or vmap, where the trip count is unknown while "
-        "tracing. Use fori_loop or scan (static length), or take the outer derivative "
-        "outside jit/vmap.")
+def _while_tangent_jvp(primals, tangents, outs, cond, body, tangent_body, num_cond_consts,
+                       num_body_consts):
+    """The JVP of the joint loop (carry, carry tangents), keeping the part of the
+    carry tangents: another tangent loop, or a scan when the values are known."""
+    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
+    n_ct = _num_const_tangents(body, tangent_body, nbc)
+    joint_cond, joint_body = _joint_loop(cond, body, tangent_body, nbc)
+
+    def joint(xs):
+        cc, bc, k, ts = _split_tangent_loop(xs, body, tangent_body, ncc, nbc)
+        return cc + bc + ts[:n_ct] + k + ts[n_ct:]
+    carry = primals[ncc + nbc:ncc + nbc + nk]
+    return _while_jvp(joint(primals), joint(tangents), list(carry) + list(outs), joint_cond,
+                      joint_body, ncc, nbc + n_ct)[nk:]
 
 
 while_tangent_p = primitive(
     "while_loop_tangent", _while_tangent_impl,
     lambda *avals, tangent_body, **params: _out_avals(tangent_body),
-    multiple_results=True, jvp=_no_second_order, transpose=_while_tangent_transpose)
+    multiple_results=True, jvp=_while_tangent_jvp)
 # The while_tangent_p primitive, for code generators:
 # while_loop_tangent[cond, body, tangent_body, num_cond_consts, num_body_consts]
 # *cond_consts *body_consts *init *const_tangents *carry_tangents -> *carry_tangents.
 # Python: while cond(cc, c): t = tangent_body(bc, c, const_tangents, t); c = body(bc, c)
 
 
-def _while_tangent_transpose_impl(*args, cond, body, transposed, num_cond_consts,
+_transposed_bodies: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def transposed_tangent_body(body, tangent_body, num_body_consts):
+    """(body consts, carry, cotangents of the carry tangents) -> (cotangents of the
+    const tangents, of the carry tangents): one step of the transposed loop."""
+    got = _transposed_bodies.get(tangent_body)
+    if got is None:
+        n_res = num_body_consts + len(body.outvars)
+        got = _transposed_bodies[tangent_body] = transposed_graph_of(
+            tangent_body, [False] * n_res + [True] * (len(tangent_body.invars) - n_res))
+    return got
+
+
+def _while_tangent_transpose_impl(*args, cond, body, tangent_body, num_cond_consts,
                                   num_body_consts):
     """Runs the loop forward keeping every carry, then the transposed tangent body
     backwards: memory grows with the trip count (one carry per iteration)."""
-    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
-    cc, bc = list(args[:ncc]), list(args[ncc:ncc + nbc])
-    carry, cts = list(args[ncc + nbc:ncc + nbc + nk]), list(args[ncc + nbc + nk:])
+    cc, bc, carry, cts = _split_tangent_loop(args, body, tangent_body, num_cond_consts,
+                                             num_body_consts)
+    transposed = transposed_tangent_body(body, tangent_body, num_body_consts)
     history = []
     while _run_arrays(cond, cc + carry)[0]:
         history.append(carry)
@@ -537,49 +577,159 @@ def _while_tangent_transpose_impl(*args, cond, body, transposed, num_cond_consts
     return acc + cts
 
 
+def _with_primals_jvp_graph(graph, nonzero, n_front):
+    """(first n_front inputs, their tangents, other inputs, their tangents) -> (outputs,
+    tangents of the float outputs): the graph and its JVP side by side."""
+    g, _ = jvp_graph_of(graph, nonzero, force=[a.is_float for a in _out_avals(graph)],
+                        with_primals=True)
+    n, n_dfront = len(graph.invars), sum(nonzero[:n_front])
+    ins = g.invars
+    order = ins[:n_front] + ins[n:n + n_dfront] + ins[n_front:n] + ins[n + n_dfront:]
+    return Graph([], order, g.eqns, g.outvars, [])
+
+
+def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_body,
+                                 num_cond_consts, num_body_consts):
+    """The transpose is s -> L(x)^T s, L(x) the tangent loop's linear map at the primal
+    values x. Its tangent L(x)^T ds + (dL(x)[dx])^T s is the transpose of the loop
+    u -> (L(x) u, dL(x)[dx] u): a tangent loop whose primal carry is (carry, its
+    tangent) and whose tangent body is the JVP of tangent_body in (body consts, carry)."""
+    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
+    cc, bc, carry, cts = _split_tangent_loop(primals, body, tangent_body, ncc, nbc)
+    _, d_bc, d_carry, d_cts = _split_tangent_loop(tangents, body, tangent_body, ncc, nbc)
+    bc_nz = [not isinstance(t, Zero) for t in d_bc]
+    k_nz = [a.is_float for a in _out_avals(body)]
+    n_ct, n_kt = _num_const_tangents(body, tangent_body, nbc), len(cts)
+    aug_body = _with_primals_jvp_graph(body, bc_nz + k_nz, nbc)
+    aug_tangent_body = _with_primals_jvp_graph(
+        tangent_body, bc_nz + k_nz + [False] * n_ct + [True] * n_kt, nbc)
+    # aug_tangent_body's inputs: bc, d_bc, carry, [consts tangents, carry tangents],
+    # d_carry, d_(carry tangents); it wants bc, d_bc, carry, d_carry, then the tangents.
+    ins, n_dbc, n_dk = aug_tangent_body.invars, sum(bc_nz), sum(k_nz)
+    cut = nbc + n_dbc + nk
+    aug_tangent_body = Graph([], ins[:cut] + ins[cut + n_ct + n_kt:cut + n_ct + n_kt + n_dk]
+                             + ins[cut:cut + n_ct + n_kt] + ins[cut + n_ct + n_kt + n_dk:],
+                             aug_tangent_body.eqns, aug_tangent_body.outvars, [])
+    aug_cond = Graph([], list(cond.invars) + [Var(v.aval) for v, z in
+                                              zip(body.outvars, k_nz) if z],
+                     cond.eqns, cond.outvars, [])
+    out = while_tangent_transpose_p.bind(
+        *cc, *bc, *[t for t, z in zip(d_bc, bc_nz) if z], *carry,
+        *[instantiate(t) for t, z in zip(d_carry, k_nz) if z],
+        *[instantiate(t) for t in d_cts], *cts, cond=aug_cond, body=aug_body,
+        tangent_body=aug_tangent_body, num_cond_consts=ncc, num_body_consts=nbc + n_dbc)
+    return out[:n_ct + n_kt]
+
+
+def _loop_transpose(dual, loop_input_is_cotangent):
+    """Transpose rule of a derivative loop: linear in its inputs after (cond consts,
+    body consts, carry), the rest x, and possibly also in some entries z of x (as in
+    the JVP of a transpose). The loop is then A z + B s_lin (s its last inputs, s_lin
+    the linear ones), so the cotangents are, for s_lin, the `dual` loop at x with z = 0
+    and, for z, the gradient in z of <cotangent, while_loop_tangent at (x, input)>,
+    reverse mode through the tangent loop; the input and the cotangent are the loop's
+    inputs s (with s_lin = 0) and its output cotangent w, swapped for the transposed
+    loop (<w, L(x)^T s> = <s, L(x) w>). A cond never reads a linear value, so z = 0
+    keeps the trip count."""
+    def rule(cts, *args, body, **params):
+        params["body"] = body
+        n_x = params["num_cond_consts"] + params["num_body_consts"] + len(body.outvars)
+        linear = [is_undefined(a) for a in args]
+        value = lambda a: np.zeros(a.aval.shape, a.aval.dtype) if is_undefined(a) else a
+        x, s = [value(a) for a in args[:n_x]], [value(a) for a in args[n_x:]]
+        w = [instantiate(c) for c in cts]
+        out = [None] * len(args)
+        if any(linear[n_x:]):
+            for k, c in enumerate(dual.bind(*x, *w, **params)):
+                out[n_x + k] = c if linear[n_x + k] else None
+        z_at = [k for k in range(n_x) if linear[k]]
+        if z_at:
+            loop_input, cotangent = (w, s) if loop_input_is_cotangent else (s, w)
+
+            def loop_of_z(*z):
+                xz = list(x)
+                for k, v in zip(z_at, z):
+                    xz[k] = v
+                return while_tangent_p.bind(*xz, *loop_input, **params)
+            _, lin = linearize_flat(loop_of_z, [x[k] for k in z_at], [True] * len(z_at))
+            for k, c in zip(z_at, backward_pass(lin, cotangent)):
+                out[k] = instantiate(c)
+        return out
+    return rule
+
+
 while_tangent_transpose_p = primitive(
     "while_loop_tangent_transpose", _while_tangent_transpose_impl,
-    lambda *avals, transposed, **params: _out_avals(transposed), multiple_results=True,
-    jvp=_no_second_order)
+    lambda *avals, body, tangent_body, num_body_consts, **params: _out_avals(
+        transposed_tangent_body(body, tangent_body, num_body_consts)),
+    multiple_results=True, jvp=_while_tangent_transpose_jvp)
 # The while_tangent_transpose_p primitive, for code generators:
-# while_loop_tangent_transpose[cond, body, transposed, num_cond_consts, num_body_consts]
+# while_loop_tangent_transpose[cond, body, tangent_body, num_cond_consts, num_body_consts]
 # *cond_consts *body_consts *init *carry_tangent_cts -> *const_tangent_cts *carry_tangent_cts.
 # Python: run the loop forward appending each carry to a list, then for each stored
-# carry c (last first): cts = transposed(bc, c, cts), summing the const parts.
+# carry c (last first): cts = transposed(bc, c, cts), summing the const parts, where
+# transposed = transposed_tangent_body(body, tangent_body, num_body_consts).
 
 
-def _while_batch(args, dims, cond, body, num_cond_consts, num_body_consts):
-    ncc, nbc = num_cond_consts, num_body_consts
+def _freeze_finished(cond_b, graph, num_cond_consts, num_body_consts, num_carry, size):
+    """A batched loop step (body consts, carry, ...) -> new state, as a graph with the
+    cond consts first that keeps the old state (the step's last inputs) of the examples
+    whose cond is false: finished examples stay frozen while the others run."""
+    ncc, nbc, nk = num_cond_consts, num_body_consts, num_carry
+    n_out = len(graph.outvars)
+
+    def step(*a):
+        running = _run(cond_b, list(a[:ncc]) + list(a[ncc + nbc:ncc + nbc + nk]))[0]
+        new = _run(graph, list(a[ncc:]))
+        return [np.where(np.reshape(running, (size,) + (1,) * (np.ndim(o) - 1)), n, o)
+                for n, o in zip(new, a[len(a) - n_out:])]
+    avals = [v.aval for v in cond_b.invars[:ncc]] + [v.aval for v in graph.invars]
+    return _without_consts(*trace_closed(step, avals))
+
+
+def _batched_loop(args, dims, cond, body, num_cond_consts, num_body_consts,
+                  tangent_body=None):
+    """(arguments, parameters) of a while_loop (or derivative loop) over batched
+    values, every non-const input with its batch axis first. With a batched
+    predicate the loop runs while any example runs and freezes the finished ones."""
+    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
     size = batch_size(args, dims)
     consts = [a if d is None else batch_to_front(a, d) for a, d in zip(args[:ncc + nbc], dims)]
     const_dims = [None if d is None else 0 for d in dims[:ncc + nbc]]
-    carry = [move_batch_axis(a, d, 0, size) for a, d in zip(args[ncc + nbc:], dims[ncc + nbc:])]
-    nk = len(carry)
+    rest = [move_batch_axis(a, d, 0, size) for a, d in zip(args[ncc + nbc:], dims[ncc + nbc:])]
     cond_b, pred_dim = batch_graph(cond, const_dims[:ncc] + [0] * nk, size, [None])
-    body_b, _ = batch_graph(body, const_dims[ncc:] + [0] * nk, size, [0] * nk)
+    graphs = {"body": batch_graph(body, const_dims[ncc:] + [0] * nk, size, [0] * nk)[0]}
+    if tangent_body is not None:
+        n_in = len(tangent_body.invars) - nbc
+        graphs["tangent_body"] = batch_graph(tangent_body, const_dims[ncc:] + [0] * n_in,
+                                             size, [0] * len(tangent_body.outvars))[0]
     if pred_dim[0] is None:
-        outs = while_p.bind(*consts, *carry, cond=cond_b, body=body_b,
-                            num_cond_consts=ncc, num_body_consts=nbc)
-        return outs, [0] * nk
-    # Each example stops on its own: loop while any runs, freeze the finished ones.
+        return consts + rest, dict(cond=cond_b, num_cond_consts=ncc, num_body_consts=nbc,
+                                   **graphs)
     cond_any, consts_any = trace_closed(lambda *a: [np.any(_run(cond_b, list(a))[0])],
-                                        [aval_of(x) for x in consts[:ncc] + carry])
+                                        [v.aval for v in cond_b.invars])
+    frozen = {name: _freeze_finished(cond_b, g, ncc, nbc, nk, size)
+              for name, g in graphs.items()}
+    return consts[:ncc] + consts + rest, dict(
+        cond=_without_consts(cond_any, consts_any), num_cond_consts=ncc,
+        num_body_consts=ncc + nbc, **frozen)
 
-    def masked_body(*a):
-        running = _run(cond_b, list(a[:ncc]) + list(a[ncc + nbc:]))[0]
-        new = _run(body_b, list(a[ncc:]))
-        return [np.where(np.reshape(running, (size,) + (1,) * (np.ndim(c) - 1)), n, c)
-                for n, c in zip(new, a[ncc + nbc:])]
-    body_m, consts_m = trace_closed(masked_body, [aval_of(x) for x in consts + carry])
-    outs = while_p.bind(*consts[:ncc], *consts, *carry,
-                        cond=_without_consts(cond_any, consts_any),
-                        body=_without_consts(body_m, consts_m),
-                        num_cond_consts=ncc, num_body_consts=ncc + nbc)
-    return outs, [0] * nk
+
+def _loop_batch(prim):
+    """The batch rule of while_loop and of its derivative loops."""
+    def rule(args, dims, **params):
+        args, params = _batched_loop(args, dims, **params)
+        outs = prim.bind(*args, **params)
+        return outs, [0] * len(outs)
+    return rule
 
 
 while_p = primitive("while_loop", _while_impl, _while_shape, multiple_results=True,
-                    jvp=_while_jvp, transpose=_while_transpose, batch=_while_batch)
+                    jvp=_while_jvp, transpose=_while_transpose)
+for _loop in (while_p, while_tangent_p, while_tangent_transpose_p):
+    batch_rules[_loop] = _loop_batch(_loop)
+transpose_rules[while_tangent_p] = _loop_transpose(while_tangent_transpose_p, False)
+transpose_rules[while_tangent_transpose_p] = _loop_transpose(while_tangent_p, True)
 # The while_p primitive, for code generators:
 # while_loop[cond, body, num_cond_consts, num_body_consts]
 # *cond_consts *body_consts *init -> *final_carry. cond: closed Graph (cond_consts,

@@ -212,9 +212,7 @@ print(" ".join(sorted(p.name for p in jvp_rules if p not in batch_rules)))
 # Primitives defined outside the op modules whose batch rules belong to their owners;
 # vmap runs them once per example (correct, slower).
 WITHOUT_BATCH_RULE = {"custom_jvp_call", "custom_vjp_call", "custom_vjp_lin",   # custom.py
-                      "pinv", "tria", "qr_tria",                                # linalg.py
-                      # while_loop's derivative loops with shapes only: first order only
-                      "while_loop_tangent", "while_loop_tangent_transpose"}
+                      "pinv", "tria", "qr_tria"}                                # linalg.py
 
 
 def test_every_differentiable_primitive_has_a_batch_rule():

@@ -22,7 +22,7 @@ import functools
 import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError
-from ..core.ir import Aval, Graph, Literal, aval_of
+from ..core.ir import Aval, Graph, Literal, Var, aval_of
 from ..core.primitive import batch_rules
 from ..core.pytree import _node, tree_flatten, tree_unflatten
 from ..core.trace import trace_flat
@@ -159,7 +159,7 @@ def batch_graph(graph: Graph, dims, size, out_dims=None):
 
     avals = [batched_aval(v.aval, d, size) for v, d in zip(graph.invars, dims)]
     g, _, _ = trace_flat(run, avals, abstract=True)
-    return closed(g), found
+    return inline_consts(g), found
 
 
 def closed(graph: Graph) -> Graph:
@@ -168,6 +168,19 @@ def closed(graph: Graph) -> Graph:
         return graph
     return Graph([], list(graph.constvars) + list(graph.invars), graph.eqns,
                  graph.outvars, [])
+
+
+def inline_consts(graph: Graph) -> Graph:
+    """The graph with its constants (arrays made while tracing it, such as a batch
+    rule's broadcast of a literal) written into it as Literals: a graph without
+    constvars, for a param."""
+    if not graph.constvars:
+        return graph
+    env = {v: Literal(c) for v, c in zip(graph.constvars, graph.consts)}
+    sub = lambda a: env.get(a, a) if isinstance(a, Var) else a
+    eqns = [type(e)(e.prim, [sub(a) for a in e.inputs], e.outputs, e.params, e.source)
+            for e in graph.eqns]
+    return Graph([], graph.invars, eqns, [sub(a) for a in graph.outvars], [])
 
 
 # --------------------------------------------------------------------------- vmap
