@@ -475,11 +475,15 @@ def _while_transpose(cts, *args, **params):
 # linear in the tangents. Inputs: cond consts, body consts, carry, then the tangents
 # (while_loop_tangent) or the cotangents of the carry tangents (its transpose).
 
-def _split_tangent_loop(args, body, tangent_body, num_cond_consts, num_body_consts):
+def _cut(seq, *sizes):
+    """seq cut into lists of the given sizes, then the rest."""
+    ends = np.cumsum((0,) + sizes)
+    return [list(seq[a:b]) for a, b in zip(ends[:-1], ends[1:])] + [list(seq[ends[-1]:])]
+
+
+def _split_tangent_loop(args, body, num_cond_consts, num_body_consts):
     """(cond consts, body consts, carry, the rest) of a derivative loop's inputs."""
-    ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
-    return (list(args[:ncc]), list(args[ncc:ncc + nbc]), list(args[ncc + nbc:ncc + nbc + nk]),
-            list(args[ncc + nbc + nk:]))
+    return _cut(args, num_cond_consts, num_body_consts, len(body.outvars))
 
 
 def _num_const_tangents(body, tangent_body, num_body_consts):
@@ -488,7 +492,7 @@ def _num_const_tangents(body, tangent_body, num_body_consts):
 
 
 def _while_tangent_impl(*args, cond, body, tangent_body, num_cond_consts, num_body_consts):
-    cc, bc, carry, ts = _split_tangent_loop(args, body, tangent_body, num_cond_consts,
+    cc, bc, carry, ts = _split_tangent_loop(args, body, num_cond_consts,
                                             num_body_consts)
     n_ct = _num_const_tangents(body, tangent_body, num_body_consts)
     const_ts, carry_ts = ts[:n_ct], ts[n_ct:]
@@ -498,23 +502,23 @@ def _while_tangent_impl(*args, cond, body, tangent_body, num_cond_consts, num_bo
     return carry_ts
 
 
+def _cond_of_more(cond, avals):
+    """cond of a loop whose carry has more values (of these avals) at its end."""
+    return Graph([], list(cond.invars) + [Var(a) for a in avals], cond.eqns, cond.outvars, [])
+
+
 def _joint_loop(cond, body, tangent_body, num_body_consts):
     """The tangent loop as a while_loop over (carry, carry tangents) with consts (body
     consts, const tangents): (cond, body) graphs. Its derivatives are the tangent
     loop's (second order)."""
     nbc, nk = num_body_consts, len(body.outvars)
     n_ct = _num_const_tangents(body, tangent_body, nbc)
-    ins = [v.aval for v in tangent_body.invars]
-    bc, k, ct, kt = ins[:nbc], ins[nbc:nbc + nk], ins[nbc + nk:nbc + nk + n_ct], \
-        ins[nbc + nk + n_ct:]
+    bc, k, ct, kt = _cut([v.aval for v in tangent_body.invars], nbc, nk, n_ct)
 
     def step(*a):
-        bc, ct, k, kt = (list(a[:nbc]), list(a[nbc:nbc + n_ct]),
-                         list(a[nbc + n_ct:nbc + n_ct + nk]), list(a[nbc + n_ct + nk:]))
+        bc, ct, k, kt = _cut(a, nbc, n_ct, nk)
         return _run(body, bc + k) + _run(tangent_body, bc + k + ct + kt)
-    joint_cond = Graph([], list(cond.invars) + [Var(a) for a in kt], cond.eqns,
-                       cond.outvars, [])
-    return joint_cond, _without_consts(*trace_closed(step, bc + ct + k + kt))
+    return _cond_of_more(cond, kt), _without_consts(*trace_closed(step, bc + ct + k + kt))
 
 
 def _while_tangent_jvp(primals, tangents, outs, cond, body, tangent_body, num_cond_consts,
@@ -526,7 +530,7 @@ def _while_tangent_jvp(primals, tangents, outs, cond, body, tangent_body, num_co
     joint_cond, joint_body = _joint_loop(cond, body, tangent_body, nbc)
 
     def joint(xs):
-        cc, bc, k, ts = _split_tangent_loop(xs, body, tangent_body, ncc, nbc)
+        cc, bc, k, ts = _split_tangent_loop(xs, body, ncc, nbc)
         return cc + bc + ts[:n_ct] + k + ts[n_ct:]
     carry = primals[ncc + nbc:ncc + nbc + nk]
     return _while_jvp(joint(primals), joint(tangents), list(carry) + list(outs), joint_cond,
@@ -561,7 +565,7 @@ def _while_tangent_transpose_impl(*args, cond, body, tangent_body, num_cond_cons
                                   num_body_consts):
     """Runs the loop forward keeping every carry, then the transposed tangent body
     backwards: memory grows with the trip count (one carry per iteration)."""
-    cc, bc, carry, cts = _split_tangent_loop(args, body, tangent_body, num_cond_consts,
+    cc, bc, carry, cts = _split_tangent_loop(args, body, num_cond_consts,
                                              num_body_consts)
     transposed = transposed_tangent_body(body, tangent_body, num_body_consts)
     history = []
@@ -582,10 +586,9 @@ def _with_primals_jvp_graph(graph, nonzero, n_front):
     tangents of the float outputs): the graph and its JVP side by side."""
     g, _ = jvp_graph_of(graph, nonzero, force=[a.is_float for a in _out_avals(graph)],
                         with_primals=True)
-    n, n_dfront = len(graph.invars), sum(nonzero[:n_front])
-    ins = g.invars
-    order = ins[:n_front] + ins[n:n + n_dfront] + ins[n_front:n] + ins[n + n_dfront:]
-    return Graph([], order, g.eqns, g.outvars, [])
+    front, rest, d_front, d_rest = _cut(g.invars, n_front, len(graph.invars) - n_front,
+                                        sum(nonzero[:n_front]))
+    return Graph([], front + d_front + rest + d_rest, g.eqns, g.outvars, [])
 
 
 def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_body,
@@ -595,8 +598,8 @@ def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_bo
     u -> (L(x) u, dL(x)[dx] u): a tangent loop whose primal carry is (carry, its
     tangent) and whose tangent body is the JVP of tangent_body in (body consts, carry)."""
     ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
-    cc, bc, carry, cts = _split_tangent_loop(primals, body, tangent_body, ncc, nbc)
-    _, d_bc, d_carry, d_cts = _split_tangent_loop(tangents, body, tangent_body, ncc, nbc)
+    cc, bc, carry, cts = _split_tangent_loop(primals, body, ncc, nbc)
+    _, d_bc, d_carry, d_cts = _split_tangent_loop(tangents, body, ncc, nbc)
     bc_nz = [not isinstance(t, Zero) for t in d_bc]
     k_nz = [a.is_float for a in _out_avals(body)]
     n_ct, n_kt = _num_const_tangents(body, tangent_body, nbc), len(cts)
@@ -605,14 +608,12 @@ def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_bo
         tangent_body, bc_nz + k_nz + [False] * n_ct + [True] * n_kt, nbc)
     # aug_tangent_body's inputs: bc, d_bc, carry, [consts tangents, carry tangents],
     # d_carry, d_(carry tangents); it wants bc, d_bc, carry, d_carry, then the tangents.
-    ins, n_dbc, n_dk = aug_tangent_body.invars, sum(bc_nz), sum(k_nz)
-    cut = nbc + n_dbc + nk
-    aug_tangent_body = Graph([], ins[:cut] + ins[cut + n_ct + n_kt:cut + n_ct + n_kt + n_dk]
-                             + ins[cut:cut + n_ct + n_kt] + ins[cut + n_ct + n_kt + n_dk:],
-                             aug_tangent_body.eqns, aug_tangent_body.outvars, [])
-    aug_cond = Graph([], list(cond.invars) + [Var(v.aval) for v, z in
-                                              zip(body.outvars, k_nz) if z],
-                     cond.eqns, cond.outvars, [])
+    n_dbc = sum(bc_nz)
+    front, ts, d_k, d_ts = _cut(aug_tangent_body.invars, nbc + n_dbc + nk, n_ct + n_kt,
+                                sum(k_nz))
+    aug_tangent_body = Graph([], front + d_k + ts + d_ts, aug_tangent_body.eqns,
+                             aug_tangent_body.outvars, [])
+    aug_cond = _cond_of_more(cond, [v.aval for v, z in zip(body.outvars, k_nz) if z])
     out = while_tangent_transpose_p.bind(
         *cc, *bc, *[t for t, z in zip(d_bc, bc_nz) if z], *carry,
         *[instantiate(t) for t, z in zip(d_carry, k_nz) if z],
@@ -631,9 +632,9 @@ def _loop_transpose(dual, loop_input_is_cotangent):
     inputs s (with s_lin = 0) and its output cotangent w, swapped for the transposed
     loop (<w, L(x)^T s> = <s, L(x) w>). A cond never reads a linear value, so z = 0
     keeps the trip count."""
-    def rule(cts, *args, body, **params):
-        params["body"] = body
-        n_x = params["num_cond_consts"] + params["num_body_consts"] + len(body.outvars)
+    def rule(cts, *args, **params):
+        n_x = (params["num_cond_consts"] + params["num_body_consts"]
+               + len(params["body"].outvars))
         linear = [is_undefined(a) for a in args]
         value = lambda a: np.zeros(a.aval.shape, a.aval.dtype) if is_undefined(a) else a
         x, s = [value(a) for a in args[:n_x]], [value(a) for a in args[n_x:]]
