@@ -289,6 +289,37 @@ def test_tensor_task_jacobians_match_forward_and_reverse_mode(name):
     _assert_same(J, cr.jacrev(task.fun, argnums=nums)(*args))
 
 
+def _black_scholes(S, K, r, sigma, T_):
+    F = np.exp(r * T_) * S
+    d1 = (np.log(F / K) + sigma ** 2 / 2.0 * T_) / (sigma * np.sqrt(T_))
+    d2 = d1 - sigma * np.sqrt(T_)
+    return np.exp(-r * T_) * (F * T._phi_cdf(d1) - K * T._phi_cdf(d2))
+
+
+def test_black_scholes_task_is_the_gradient_and_its_jacobian_the_hessian():
+    task = T.TASKS["BlackScholes_Jacobian"]
+    args = task.args(rng)
+    nums = tuple(range(5))
+    np.testing.assert_allclose(task.fun(*args), cr.grad(_black_scholes, argnums=nums)(*args),
+                               rtol=1e-12)
+    J = plan(task.fun, *args, order="markowitz").jacobian(*args)
+    np.testing.assert_allclose(np.array(J, float),
+                               np.array(cr.hessian(_black_scholes, argnums=nums)(*args), float),
+                               rtol=1e-9, atol=1e-12)
+    check_grads(task.fun, args, order=2)
+
+
+def test_erf_partial_of_a_batched_scalar_program_broadcasts():
+    task = T.TASKS["BlackScholes_Jacobian"]
+    p = plan(task.fun, *task.args(rng), order="reverse")
+    batch = task.args(rng, (6,))
+    J = p.blocks(*batch)
+    for b in range(6):
+        one = p.blocks(*[x[b] for x in batch])
+        for got, want in zip(_flat(J), _flat(one)):
+            np.testing.assert_allclose(got[b], want, rtol=1e-13)
+
+
 def test_transformer_encoder_differentiates_correctly():
     task = T.TASKS["TransformerEncoder"]
     check_grads(lambda *a: np.sum(task.fun(*a)), task.args(rng), order=2)

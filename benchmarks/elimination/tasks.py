@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.special
+
+from chainrule.core.primitive import Zero, batch_rules, primitive
+from chainrule.transforms.batching import broadcasting_rule
 
 # --------------------------------------------------------------------------- RoeFlux_1d
 
@@ -329,6 +333,99 @@ def mlp_args(rng, batch=()):
     return tuple(rng.standard_normal(batch + s) * 0.5 for s in shapes)
 
 
+# --------------------------------------------------------------------------- BlackScholes
+
+def _erf_jvp(primals, tangents, outs):
+    (x,), (t,) = primals, tangents
+    if isinstance(t, Zero):
+        return [t]
+    return [t * (2.0 / np.sqrt(np.pi)) * np.exp(-x * x)]
+
+
+#: The error function as a primitive. chainrule's op library has no `erf` yet; until it
+#: has, this task defines it (elementwise, d erf(x)/dx = 2/sqrt(pi) exp(-x^2)).
+erf_p = primitive("erf", lambda x: scipy.special.erf(x), lambda a: a, jvp=_erf_jvp)
+batch_rules[erf_p] = broadcasting_rule(erf_p)
+
+
+def _erf(x):
+    return erf_p.bind(x)
+
+
+def _phi_cdf(z):
+    return (1.0 + _erf(z / np.sqrt(2.0))) / 2
+
+
+def _phi_cdf_adjoint(g, z):
+    """g * dPhi/dz, written as the reverse sweep through _phi_cdf."""
+    a = z / np.sqrt(2.0)
+    g_c = g / 2
+    g_a = g_c * (2.0 / np.sqrt(np.pi)) * np.exp(-(a * a))
+    return g_a / np.sqrt(2.0)
+
+
+def black_scholes_jacobian(S, K, r, sigma, T):
+    """The first-order greeks of a Black-Scholes call (Graphax's `BlackScholes`, via
+    Black76), as a reverse sweep written one operation a line; its Jacobian is the
+    matrix of second-order greeks. Graphax builds this function with its own reverse
+    mode (`BlackScholes_Jacobian`), so its graph is not the same operation for
+    operation."""
+    v1 = r * T
+    v2 = np.exp(v1)
+    F = v2 * S
+    v4 = F / K
+    v5 = np.log(v4)
+    v6 = sigma ** 2
+    v7 = v6 / 2.0
+    v8 = v7 * T
+    v9 = v5 + v8
+    v10 = np.sqrt(T)
+    v11 = sigma * v10
+    d1 = v9 / v11
+    v13 = np.sqrt(T)
+    v14 = sigma * v13
+    d2 = d1 - v14
+    v16 = -r
+    v17 = v16 * T
+    disc = np.exp(v17)
+    P1 = _phi_cdf(d1)
+    P2 = _phi_cdf(d2)
+    x = F * P1 - K * P2
+    # reverse sweep of disc * x
+    g_x = disc
+    g_F = g_x * P1
+    g_K = -g_x * P2
+    g_d1 = _phi_cdf_adjoint(g_x * F, d1)
+    g_d2 = _phi_cdf_adjoint(-g_x * K, d2)
+    g_d1 = g_d1 + g_d2
+    g_sigma = -g_d2 * v13
+    g_T = -g_d2 * sigma * 0.5 / v13
+    g_v9 = g_d1 / v11
+    g_v11 = -g_d1 * d1 / v11
+    g_sigma = g_sigma + g_v11 * v10
+    g_T = g_T + g_v11 * sigma * 0.5 / v10
+    g_T = g_T + g_v9 * v7
+    g_sigma = g_sigma + g_v9 * T / 2.0 * 2 * sigma
+    g_v4 = g_v9 / v4
+    g_F = g_F + g_v4 / K
+    g_K = g_K - g_v4 * v4 / K
+    g_v1 = g_F * S * v2
+    g_S = g_F * v2
+    g_r = g_v1 * T
+    g_T = g_T + g_v1 * r
+    g_v17 = x * disc
+    g_T = g_T + g_v17 * v16
+    g_r = g_r - g_v17 * T
+    return g_S, g_K, g_r, g_sigma, g_T
+
+
+def black_scholes_jacobian_args(rng, batch=()):
+    """Spot and strike near the money, rates, volatilities and maturities of a year."""
+    return (rng.uniform(80.0, 120.0, batch), rng.uniform(80.0, 120.0, batch),
+            rng.uniform(0.01, 0.05, batch), rng.uniform(0.1, 0.5, batch),
+            rng.uniform(0.25, 2.0, batch))
+
+
 # --------------------------------------------------------------------------- TransformerEncoder
 
 def _sigmoid(x):
@@ -412,6 +509,8 @@ TASKS = {
                               (62, 151, 90, 111, 88)),
     "g": Task(g, g_args, (105, 632, 566, 451, 417)),
     "MLP": Task(mlp, mlp_args, graphax=(40, 10930, 392, 4796, 389)),
+    "BlackScholes_Jacobian": Task(black_scholes_jacobian, black_scholes_jacobian_args,
+                                  graphax=(134, 545, 572, 350, 312)),
     "TransformerEncoder": Task(transformer_encoder, transformer_encoder_args,
                                graphax=(94, 135010, 4688, 51869, 4656)),
 }

@@ -12,8 +12,9 @@ the others) and the resulting small linear graph decides the edge:
 - a symbolic zero result: no edge (integer indices, comparisons, `floor`, ...);
 - a result that does not use the point: a constant matrix, computed once now from basis
   tangents (add, subtract, reshape, broadcast, transpose, sums, indexing, x * 2.0);
-- an elementwise primitive: the rule applied to a tangent of ones gives the diagonal
-  (times the broadcast pattern when the input was broadcast);
+- an elementwise primitive, or any primitive from a scalar to a scalar: the rule
+  applied to a tangent of ones gives the diagonal (times the broadcast pattern when the
+  input was broadcast);
 - anything else (contractions, linear algebra, loops): a dense block, computed by
   applying the rule to each basis tangent when the Jacobian is run.
 """
@@ -209,7 +210,9 @@ def _partial(e, p, q, known):
     if not uses_point:
         return Partial("constant", e, p, q, g,
                        matrix=_probe_matrix(g, values, in_aval, out_aval))
-    if e.prim in ELEMENTWISE:
+    if e.prim in ELEMENTWISE or in_aval.shape == out_aval.shape == ():
+        # a scalar-to-scalar partial is a 1 x 1 diagonal whatever the primitive (so a
+        # batch axis on a program of scalars broadcasts through it too)
         bcast = None
         if in_aval.shape != out_aval.shape:
             bcast = _broadcast_matrix(in_aval.shape, out_aval.shape)
