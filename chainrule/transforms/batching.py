@@ -110,6 +110,18 @@ def loop_rule(prim, args, dims, size, params):
 
 # --------------------------------------------------------------------------- the interpreter
 
+def apply_batched(prim, vals, dims, size, params):
+    """(outs, out_dims) of prim on batched values: its batch rule, a plain bind when
+    nothing is batched, or one call per example when it has no rule."""
+    if all(d is None for d in dims):
+        out = prim.bind(*vals, **params)
+        return out, [None] * len(out) if prim.multiple_results else None
+    rule = batch_rules.get(prim)
+    if rule is None:
+        return loop_rule(prim, vals, dims, size, params)
+    return rule(vals, dims, **dict(params))
+
+
 def batch_eval(graph: Graph, consts, args, dims, size):
     """Runs `graph` on batched `args` (batch axes `dims`, None = unbatched); consts are
     unbatched. Returns (outs, out_dims)."""
@@ -118,15 +130,7 @@ def batch_eval(graph: Graph, consts, args, dims, size):
     read = lambda a: (a.value, None) if isinstance(a, Literal) else env[a]
     for e in graph.eqns:
         vals, in_dims = zip(*[read(a) for a in e.inputs]) if e.inputs else ((), ())
-        if all(d is None for d in in_dims):
-            out = e.prim.bind(*vals, **e.params)
-            out_dims = [None] * len(e.outputs) if e.prim.multiple_results else None
-        else:
-            rule = batch_rules.get(e.prim)
-            if rule is None:
-                out, out_dims = loop_rule(e.prim, list(vals), list(in_dims), size, e.params)
-            else:
-                out, out_dims = rule(list(vals), list(in_dims), **dict(e.params))
+        out, out_dims = apply_batched(e.prim, list(vals), list(in_dims), size, e.params)
         if e.prim.multiple_results:
             env.update(zip(e.outputs, zip(out, out_dims)))
         else:
