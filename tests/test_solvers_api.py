@@ -76,8 +76,10 @@ def test_root_by_newton_in_each_mode():
         x, info = S.root(F, np.zeros(3), c, diff=diff, return_info=True)
         assert info.converged and info.residual <= 1e-8
         np.testing.assert_allclose(F(x, c), 0, atol=1e-8)
+        # One-step's error is that of the iterate its last step started from.
         np.testing.assert_allclose(cr.jacrev(lambda c: S.root(F, np.zeros(3), c, diff=diff))(c),
-                                   np.diag(1 / (3 * x ** 2 + 1)), atol=1e-8)
+                                   np.diag(1 / (3 * x ** 2 + 1)),
+                                   atol=1e-4 if diff == "onestep" else 1e-8)
     check_grads(lambda c: S.root(F, np.zeros(3), c, solve="gmres"), (c,), order=2)
 
 
@@ -205,10 +207,6 @@ def test_checkpointed_unrolled_root_in_both_modes():
                                atol=1e-8)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="vmap's batch_graph drops the constants of the batched graph (a "
-                          "zero cotangent of the checkpoint's unused input); owned by "
-                          "transforms/batching.py")
 def test_jacrev_of_checkpointed_unrolled_root():
     c = np.array([1.0, 2.0, -1.0])
     np.testing.assert_allclose(cr.jacrev(_checkpointed_root)(c),

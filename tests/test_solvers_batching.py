@@ -86,10 +86,12 @@ def test_root_batches_like_a_loop(diff):
                                    atol=1e-10)
         np.testing.assert_allclose(jac(cr.vmap(f))(cs),
                                    cr.jacfwd(lambda c: looped(f, (0,), c))(cs), atol=1e-10)
+    # One-step differentiates the last Newton step: its error is that of the iterate
+    # the step started from, about the square root of the final one (1e-8).
     x = cr.vmap(f)(cs)
     np.testing.assert_allclose(cr.vmap(cr.jacrev(f))(cs),
                                np.stack([np.diag(1 / (3 * xi ** 2 + 1)) for xi in x]),
-                               atol=1e-8)
+                               atol=1e-8 if diff == "implicit" else 1e-4)
 
 
 def test_implicit_root_with_shared_and_batched_parameters():

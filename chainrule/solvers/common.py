@@ -47,14 +47,18 @@ class SolverInfo(NamedTuple):
 
 
 class Solver(NamedTuple):
-    """An iterative method as `differentiate` needs it: run(x0, theta) -> (x, info) with
-    traceable NumPy calls; optimality(x, theta), zero at a solution; step(x, theta,
-    info), one application of the iteration map (for diff="onestep"); and whether the
-    Jacobian of optimality in x is symmetric (a Hessian), which allows CG."""
+    """An iterative method as `differentiate` needs it: run(x0, theta) -> (x, info,
+    last) with traceable NumPy calls, where `last` is what the last iteration started
+    from (arrays whose shapes do not depend on the run, e.g. the previous iterate);
+    step(last, theta, info), that last iteration again (for diff="onestep", which
+    differentiates it); start(x0), `last` before any iteration; optimality(x, theta),
+    zero at a solution; and whether the Jacobian of optimality in x is symmetric (a
+    Hessian), which allows CG."""
     run: Callable
     optimality: Callable
     step: Callable
     symmetric: bool
+    start: Callable = lambda x0: x0
 
 
 def per_iteration(fn, checkpoint):

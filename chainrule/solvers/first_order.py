@@ -3,10 +3,11 @@ heavy ball, Nesterov, and proximal gradient / FISTA.
 
 Each builder returns a `Solver`. The iterations are plain NumPy on x and theta, so
 diff="unroll" differentiates through them; line searches and stopping tests look at
-values only (their decisions are piecewise constant in theta). One step of each method,
-for diff="onestep", is a gradient (or proximal gradient) step with the last step size;
-its derivative is -step * ∂θ∇f instead of -H⁻¹ ∂θ∇f, a bias that does not vanish with
-more iterations (Bolte, Pauwels & Vaiter 2023).
+values only (their decisions are piecewise constant in theta). For diff="onestep" the
+last iteration, a gradient (or proximal gradient) step with the last step size from the
+previous iterate (plus the momentum term, held constant), is differentiated; its
+derivative is -step * ∂θ∇f instead of -H⁻¹ ∂θ∇f, a bias that does not vanish with more
+iterations (Bolte, Pauwels & Vaiter 2023).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8, checkpoint=F
 
     def run(x, theta):
         step = 1.0 if step_size is None else step_size
+        previous = x
         for k in range(maxiter + 1):
             value, g = value_and_grad(x, theta)
             residual = value_of(np.linalg.norm(g))
@@ -48,15 +50,15 @@ def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8, checkpoint=F
                 break
             if step_size is None:
                 step = backtracking(fun, x, theta, value, g, 2 * step)
-            x = x - step * g
-        return x, SolverInfo(k, residual, residual <= tol, step)
+            previous, x = x, x - step * g
+        return x, SolverInfo(k, residual, residual <= tol, step), previous
 
     return Solver(run, api.grad(fun), _gradient_step(fun), symmetric=True)
 
 
 def _gradient_step(fun):
     grad = api.grad(fun)
-    return lambda x, theta, info: x - info.step * grad(x, theta)
+    return lambda last, theta, info: last - info.step * grad(last, theta)
 
 
 def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
@@ -72,18 +74,28 @@ def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
     grad = per_iteration(api.grad(fun), checkpoint)
 
     def run(x, theta):
-        previous = x
+        previous, last = x, start(x)
         for k in range(maxiter + 1):
             y = x + weight * (x - previous) if nesterov else x
             g = grad(y, theta)
             residual = value_of(np.linalg.norm(g))
             if residual <= tol or k == maxiter:
                 break
-            heavy_ball_term = 0.0 if nesterov else weight * (x - previous)
-            previous, x = x, y - step_size * g + heavy_ball_term
-        return y, SolverInfo(k, residual, residual <= tol, step_size)
+            # The next y is scale (y - step g) + offset (Nesterov: y+ = x+ + w (x+ - x)).
+            offset = -weight * x if nesterov else weight * (x - previous)
+            last = (y, offset)
+            previous, x = x, y - step_size * g + (0.0 if nesterov else offset)
+        return y, SolverInfo(k, residual, residual <= tol, step_size), last
 
-    return Solver(run, grad, _gradient_step(fun), symmetric=True)
+    def start(x0):
+        return x0, np.zeros_like(x0)
+
+    def momentum_step(last, theta, info):
+        point, offset = last
+        scale = 1 + weight if nesterov else 1.0
+        return scale * (point - info.step * api.grad(fun)(point, theta)) + offset
+
+    return Solver(run, grad, momentum_step, symmetric=True, start=start)
 
 
 def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1000,
@@ -122,6 +134,7 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
         step = 1.0 if step_size is None else step_size
         y, t = x, 1.0
         for k in range(1, maxiter + 1):
+            last = y
             x_new, step = next_point(y, theta, step)
             residual = value_of(np.linalg.norm(x_new - y)) / step
             if accelerated:
@@ -132,8 +145,9 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
             x = x_new
             if residual <= tol:
                 break
-        return x, SolverInfo(k, residual, residual <= tol, step)
+        return x, SolverInfo(k, residual, residual <= tol, step), last
 
     fixed_step = 1.0 if step_size is None else step_size
     return Solver(run, lambda x, theta: x - prox_step(x, theta, fixed_step),
-                  lambda x, theta, info: prox_step(x, theta, info.step), symmetric=False)
+                  lambda last, theta, info: prox_step(last, theta, info.step),
+                  symmetric=False)

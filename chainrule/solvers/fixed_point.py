@@ -1,7 +1,8 @@
 """Fixed-point iteration x <- T(x, theta) on a flat vector, optionally with Anderson
 acceleration. The optimality condition is x - T(x) = 0, whose Jacobian I - ∂T has its
 spectrum in the right half-plane when T is a contraction, as the Neumann series needs;
-the onestep map is T itself (Jacobian-free backpropagation, Fung et al. 2022).
+the onestep map is T from the previous iterate (Jacobian-free backpropagation, Fung et
+al. 2022; with Anderson acceleration, T of the previous iterate stands for the mix).
 
 Anderson (type II, memory m) mixes the last m images: x+ = sum_i alpha_i T(x_i), with
 alpha minimizing |sum_i alpha_i (T(x_i) - x_i)| subject to sum alpha = 1 (a small
@@ -19,23 +20,24 @@ def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
     T_per_iteration = per_iteration(T, checkpoint)
 
     def run(x, theta):
-        images, residuals = [], []
+        images, residuals, previous = [], [], x
         for k in range(maxiter + 1):
             image = T_per_iteration(x, theta)
             difference = image - x
             residual = value_of(np.linalg.norm(difference))
             if residual <= tol or k == maxiter:
                 break
+            previous = x
             if anderson:
                 images = (images + [image])[-anderson:]
                 residuals = (residuals + [difference])[-anderson:]
                 x = _anderson_mix(images, residuals, regularization)
             else:
                 x = image
-        return x, SolverInfo(k, residual, residual <= tol)
+        return x, SolverInfo(k, residual, residual <= tol), previous
 
     return Solver(run, lambda x, theta: x - T(x, theta),
-                  lambda x, theta, info: T(x, theta), symmetric=False)
+                  lambda last, theta, info: T(last, theta), symmetric=False)
 
 
 def _anderson_mix(images, residuals, regularization):

@@ -1,10 +1,13 @@
 """One switch for the derivative of a solver's output: unroll, implicit or onestep.
 
-A solver is described by three functions of the parameters `theta` (any pytree):
+A solver (`common.Solver`) is described by functions of the parameters `theta` (any
+pytree):
 
-- run(init, theta) -> (x, SolverInfo): the iterations, written with NumPy calls;
+- run(init, theta) -> (x, SolverInfo, last): the iterations, written with NumPy calls;
+  `last` is what the last iteration started from (the previous iterate, and for some
+  methods the constants of that iteration: a direction, L-BFGS's curvature pairs);
 - optimality(x, theta): zero at a solution (a gradient, x - T(x), a root function);
-- step(x, theta, info): one application of the iteration map (for "onestep").
+- step(last, theta, info): the last iteration again, from `last` (for "onestep").
 
 and `differentiate` picks how x depends on theta:
 
@@ -13,10 +16,14 @@ and `differentiate` picks how x depends on theta:
 - "implicit": run on plain values inside the primitive `implicit_root`; its JVP is the
   implicit function theorem, dx = -(∂ₓF)⁻¹ ∂θF dθ, solved matrix-free by `linear_solve`
   with products from JVPs of F. Reverse mode and higher orders follow from the rules.
-- "onestep": run on plain values (`implicit_root` behind stop_gradient), then one traced
-  `step` from the result — one iteration more than the solver ran (Bolte, Pauwels &
-  Vaiter 2023; Jacobian-free backpropagation). Exact in the limit when ∂ₓ step = 0 at
-  the solution (Newton), biased otherwise (gradient descent: -step ∂θ∇f).
+- "onestep": run on plain values (`implicit_root` behind stop_gradient), which also
+  returns `last`; then the solver's last iteration is done again, traced, from `last`
+  (Bolte, Pauwels & Vaiter 2023; Jacobian-free backpropagation): its value is the
+  solver's, and only that iteration is differentiated, with `last` held constant.
+  Newton-type steps reuse the direction the solver found as the starting guess of
+  their Krylov solve, so the traced step costs little more than a gradient. Exact in
+  the limit when ∂ₓ step = 0 at the solution (Newton), biased otherwise (gradient
+  descent: -step ∂θ∇f).
 
 `custom_root` and `custom_fixed_point` put any user solver behind the implicit rule.
 """
@@ -46,10 +53,11 @@ INFO_AVALS = [Aval((), np.int64), Aval((), np.float64), Aval((), np.bool_),
 class RootProblem:
     """The static part of an `implicit_root` equation: how to solve and what F is."""
 
-    def __init__(self, name, run, optimality, init_tree, theta_tree, init_avals, linear,
-                 tol, on_nonconvergence):
+    def __init__(self, name, run, optimality, init_tree, theta_tree, init_avals,
+                 last_avals, linear, tol, on_nonconvergence):
         self.name, self.run, self.optimality = name, run, optimality
         self.init_tree, self.theta_tree, self.init_avals = init_tree, theta_tree, init_avals
+        self.last_avals = last_avals
         self.linear, self.tol, self.on_nonconvergence = linear, tol, on_nonconvergence
         self.num_unknowns = len(init_avals)
 
@@ -57,7 +65,7 @@ class RootProblem:
         return self.name
 
     def out_avals(self):
-        return list(self.init_avals) + INFO_AVALS
+        return list(self.init_avals) + INFO_AVALS + list(self.last_avals)
 
     def split(self, leaves):
         n = len(self.init_avals)
@@ -72,10 +80,11 @@ class RootProblem:
         return ravel_tree(out)[0]
 
     def solve(self, leaves):
-        """Runs the solver on arrays: (*solution leaves, *info fields). A user's solver
-        gives no info: it is filled in from the norm of the optimality function."""
+        """Runs the solver on arrays: (*solution leaves, *info fields, *leaves of
+        `last`). A user's solver gives no info: it is filled in from the norm of the
+        optimality function."""
         init, theta = self.split(list(leaves))
-        x, info = self.run(init, theta)
+        x, info, last = self.run(init, theta)
         x_leaves, x_tree = tree_flatten(x)
         if any(isinstance(leaf, Tracer) for leaf in x_leaves):
             raise ClosedOverTracerError(
@@ -92,7 +101,8 @@ class RootProblem:
         check_converged(self.name, info, self.tol, self.on_nonconvergence)
         return tuple(np.asarray(v, a.dtype) for v, a in zip(x_leaves, self.init_avals)) + (
             np.int64(info.iterations), np.float64(info.residual), np.bool_(info.converged),
-            np.float64(info.step))
+            np.float64(info.step)) + tuple(
+            np.asarray(v, a.dtype) for v, a in zip(tree_flatten(last)[0], self.last_avals))
 
     def tangent(self, x_leaves, theta_leaves, dtheta_leaves):
         """Leaves of dx = -(∂ₓF)⁻¹ ∂θF dθ at the solution x (implicit function theorem)."""
@@ -157,7 +167,8 @@ implicit_root_p = primitive("implicit_root", lambda *leaves, problem: problem.so
                             multiple_results=True, jvp=_root_jvp, batch=_root_batch)
 # The implicit_root_p primitive, for code generators:
 # implicit_root[problem] *init_leaves *theta_leaves -> *solution_leaves, iterations,
-# residual, converged, step (one per example when batched): problem.solve(leaves).
+# residual, converged, step, *last_leaves (one per example when batched):
+# problem.solve(leaves).
 
 
 def _info_of(values) -> SolverInfo:
@@ -180,38 +191,44 @@ def _check_square(optimality, init, theta, name):
 
 
 def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergence,
-               differentiable=True):
-    """(x, info): run(init, theta) as one `implicit_root` equation, info's fields as
-    (possibly traced) arrays. With differentiable False the parameters are behind
-    stop_gradient (x carries no derivative)."""
+               differentiable=True, start=lambda init: ()):
+    """(x, info, last): run(init, theta) as one `implicit_root` equation, info's fields
+    and last (shaped like start(init)) as (possibly traced) arrays without derivatives.
+    With differentiable False the parameters are behind stop_gradient (x carries no
+    derivative either)."""
     init_leaves, init_tree = tree_flatten(init)
     theta_leaves, theta_tree = tree_flatten(theta)
     if not differentiable:
         theta_leaves = [api.stop_gradient(leaf) for leaf in theta_leaves]
     init_leaves = [api.stop_gradient(leaf) for leaf in init_leaves]
     init_avals = [aval_of(leaf) for leaf in init_leaves]
-    problem = RootProblem(name, run, optimality, init_tree, theta_tree, init_avals, linear,
-                          tol, on_nonconvergence)
+    last_leaves, last_tree = tree_flatten(start(init))
+    problem = RootProblem(name, run, optimality, init_tree, theta_tree, init_avals,
+                          [aval_of(leaf) for leaf in last_leaves], linear, tol,
+                          on_nonconvergence)
     outs = implicit_root_p.bind(*init_leaves, *theta_leaves, problem=problem)
-    return tree_unflatten(init_tree, outs[:len(init_leaves)]), SolverInfo(*outs[-4:])
+    n = len(init_leaves)
+    return (tree_unflatten(init_tree, outs[:n]), SolverInfo(*outs[n:n + 4]),
+            tree_unflatten(last_tree, outs[n + 4:]))
 
 
-def differentiate(name, run, optimality, step, init, theta, *, diff, tol,
-                  on_nonconvergence, linear, user_fn):
-    """(x, SolverInfo) of a solver, with the derivative `diff` asks for; `user_fn` is
+def differentiate(name, solver, init, theta, *, diff, tol, on_nonconvergence, linear,
+                  user_fn):
+    """(x, SolverInfo) of a `Solver`, with the derivative `diff` asks for; `user_fn` is
     the user's function (checked for closed-over tracers where that matters)."""
     check_choice(diff, DIFF_MODES, "diff")
     check_choice(on_nonconvergence, ON_NONCONVERGENCE, "on_nonconvergence")
     if diff == "unroll":
-        x, info = run(init, theta)
+        x, info, _ = solver.run(init, theta)
         info = _info_of(info)
         check_converged(name, info, tol, on_nonconvergence)
         return x, info
     check_no_closed_over_tracers(user_fn, (init, theta), f"the function given to {name}")
-    x, info = solve_root(name, run, optimality, init, theta, linear, tol,
-                         on_nonconvergence, differentiable=diff == "implicit")
+    x, info, last = solve_root(name, solver.run, solver.optimality, init, theta, linear,
+                               tol, on_nonconvergence, differentiable=diff == "implicit",
+                               start=solver.start)
     if diff == "onestep":
-        x = step(x, theta, info)
+        x = solver.step(last, theta, info)
     return x, _info_of(info)
 
 
@@ -239,7 +256,7 @@ def custom_root(optimality_fn, solve="gmres", symmetric=False, tol=None, linear_
             check_no_closed_over_tracers(optimality_fn, (init, theta),
                                          f"the optimality function of {name}")
             _check_square(optimality_fn, init, theta, name)
-            return solve_root(name, lambda init, theta: (solver(init, theta), None),
+            return solve_root(name, lambda init, theta: (solver(init, theta), None, ()),
                               optimality_fn, init, theta, linear,
                               np.inf if tol is None else tol, on_nonconvergence)[0]
         return solve

@@ -52,9 +52,9 @@ def _run(name, build, user_fn, x0, theta, *, diff, tol, on_nonconvergence, retur
                      on_nonconvergence)
     flat_fn = wrap_fn(user_fn, unravel)
     solver = build(flat_fn, linear)
-    x, info = differentiate(name, solver.run, solver.optimality, solver.step, flat0, theta,
-                            diff=diff, tol=tol, on_nonconvergence=on_nonconvergence,
-                            linear=linear, user_fn=flat_fn)
+    x, info = differentiate(name, solver, flat0, theta, diff=diff, tol=tol,
+                            on_nonconvergence=on_nonconvergence, linear=linear,
+                            user_fn=flat_fn)
     x = unravel(x)
     return (x, info) if return_info else x
 

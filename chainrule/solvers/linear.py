@@ -38,6 +38,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
+from .. import api
 from ..control import trace_closed, transposed_graph_of
 from ..core.errors import ConcretizationError
 from ..core.ir import Literal, Var, aval_of
@@ -112,7 +113,7 @@ def _neumann(apply, b, alpha, tol, maxiter):
     return alpha * total, k + 1
 
 
-def _krylov(method, apply, b, tol, maxiter):
+def _krylov(method, apply, b, guess, tol, maxiter):
     op = spla.LinearOperator((b.size, b.size), dtype=b.dtype,
                              matvec=lambda v: apply(v.reshape(b.shape)).ravel())
     solver = {"cg": spla.cg, "minres": spla.minres, "gmres": spla.gmres,
@@ -126,12 +127,20 @@ def _krylov(method, apply, b, tol, maxiter):
         kwargs["atol"] = 0.0
     if method == "gmres":
         kwargs["callback_type"] = "legacy"
+    if guess is not None:
+        kwargs["x0"] = np.reshape(guess, -1)
     x, _ = solver(op, b.ravel(), **kwargs)
     return x.reshape(b.shape), iterations[0]
 
 
-def _impl(b, *operands, matvec, blocks, method, symmetric, tol, maxiter, alpha,
+def _split(args, warm_start):
+    """(b, the initial guess or None, operands) from the inputs of `linear_solve`."""
+    return args[0], args[1] if warm_start else None, list(args[1 + warm_start:])
+
+
+def _impl(*args, matvec, blocks, warm_start, method, symmetric, tol, maxiter, alpha,
           on_nonconvergence):
+    b, guess, operands = _split(args, warm_start)
     if not np.any(b):
         return np.zeros_like(b)
     rows = np.reshape(b, (-1, int(np.prod(b.shape[blocks:], dtype=np.int64))))
@@ -163,7 +172,7 @@ def _impl(b, *operands, matvec, blocks, method, symmetric, tol, maxiter, alpha,
         elif method == "neumann":
             x, iterations = _neumann(apply, rows, alpha, tol * smallest, maxiter)
         else:
-            x, iterations = _krylov(method, apply, rows, tol * smallest, maxiter)
+            x, iterations = _krylov(method, apply, rows, guess, tol * smallest, maxiter)
         residual = np.max(np.linalg.norm(apply(x) - rows, axis=1)
                           / np.where(scale > 0, scale, 1.0))
     if not residual <= tol:
@@ -177,12 +186,13 @@ def _impl(b, *operands, matvec, blocks, method, symmetric, tol, maxiter, alpha,
     return np.reshape(x, b.shape)
 
 
-def _shape(b, *operands, **params):
+def _shape(b, *args, **params):
     return b
 
 
-def _jvp(primals, tangents, outs, matvec, **params):
-    (b, *operands), (tb, *t_operands) = primals, tangents
+def _jvp(primals, tangents, outs, matvec, warm_start, **params):
+    (b, _, operands), (tb, _, t_operands) = _split(primals, warm_start), \
+        _split(tangents, warm_start)
     rhs = None if isinstance(tb, Zero) else tb
     if not all(isinstance(t, Zero) for t in t_operands):
         _, (dAx,) = jvp_flat(lambda *a: eval_graph(matvec, [], a), operands + [outs[0]],
@@ -191,34 +201,36 @@ def _jvp(primals, tangents, outs, matvec, **params):
             rhs = -dAx if rhs is None else rhs - dAx
     if rhs is None:
         return [Zero(aval_of(outs[0]))]
-    return [linear_solve_p.bind(rhs, *operands, matvec=matvec, **params)]
+    return [linear_solve_p.bind(rhs, *operands, matvec=matvec, warm_start=False, **params)]
 
 
-def _transpose(cts, b, *operands, matvec, symmetric, **params):
-    ct = cts[0]
+def _transpose(cts, *args, matvec, symmetric, warm_start, **params):
+    ct, operands = cts[0], _split(args, warm_start)[2]
     if isinstance(ct, Zero):
-        return [None] * (1 + len(operands))
+        return [None] * len(args)
     flipped = matvec if symmetric else transposed_graph_of(
         matvec, [False] * len(operands) + [True])
     return [linear_solve_p.bind(ct, *operands, matvec=flipped, symmetric=symmetric,
-                                **params)] + [None] * len(operands)
+                                warm_start=False, **params)] + [None] * (len(args) - 1)
 
 
-def _batch(args, dims, matvec, blocks, **params):
-    size = batch_size(args, dims)
-    b = move_batch_axis(args[0], dims[0], 0, size)
-    operands = [a if d is None else batch_to_front(a, d) for a, d in zip(args[1:], dims[1:])]
-    operand_dims = [None if d is None else 0 for d in dims[1:]]
+def _batch(args, dims, matvec, blocks, warm_start, **params):
+    size, k = batch_size(args, dims), 1 + warm_start
+    rhs = [move_batch_axis(a, d, 0, size) for a, d in zip(args[:k], dims[:k])]
+    operands = [a if d is None else batch_to_front(a, d) for a, d in zip(args[k:], dims[k:])]
+    operand_dims = [None if d is None else 0 for d in dims[k:]]
     batched, _ = batch_graph(matvec, operand_dims + [0], size, [0])
-    return linear_solve_p.bind(b, *operands, matvec=batched, blocks=blocks + 1, **params), 0
+    return linear_solve_p.bind(*rhs, *operands, matvec=batched, blocks=blocks + 1,
+                               warm_start=warm_start, **params), 0
 
 
 linear_solve_p = primitive("linear_solve", _impl, _shape, jvp=_jvp, transpose=_transpose,
                            batch=_batch)
 # The linear_solve_p primitive, for code generators:
-# linear_solve[matvec, blocks, method, symmetric, tol, maxiter, alpha, on_nonconvergence]
-# b *operands -> x with matvec(*operands, x) = b. matvec: closed Graph (operands, v) -> A v,
-# linear in v, acting separately on each of the `blocks` leading axes of b.
+# linear_solve[matvec, blocks, warm_start, method, symmetric, tol, maxiter, alpha,
+# on_nonconvergence] b [guess] *operands -> x with matvec(*operands, x) = b. matvec: closed
+# Graph (operands, v) -> A v, linear in v, acting separately on each of the `blocks`
+# leading axes of b. With warm_start, guess (shaped like b) starts the Krylov solvers.
 
 
 def solve_options(solve, symmetric, tol, maxiter, alpha, on_nonconvergence):
@@ -232,10 +244,12 @@ def solve_options(solve, symmetric, tol, maxiter, alpha, on_nonconvergence):
                 on_nonconvergence=on_nonconvergence)
 
 
-def solve_flat(matvec, b, operands, options):
+def solve_flat(matvec, b, operands, options, guess=None):
     """x with A x = b for 1-D b; A = matvec(operands, .), differentiable in b, in the
     operands and in any traced value matvec reads from enclosing code (traced into the
-    graph of `linear_solve`, such values become operands of the primitive)."""
+    graph of `linear_solve`, such values become operands of the primitive). A guess
+    (e.g. the solution the untraced solver found) starts the Krylov solvers, which then
+    stop at once if it already meets the tolerance; it does not change the derivative."""
     avals = [aval_of(o) for o in operands] + [aval_of(b)]
     try:
         graph, consts = trace_closed(lambda *a: [matvec(list(a[:-1]), a[-1])], avals)
@@ -245,7 +259,9 @@ def solve_flat(matvec, b, operands, options):
             f"vmap, jit and the derivative rules transform), so the matvec (and the "
             f"function it differentiates) cannot branch on array values in Python; use "
             f"np.where or chainrule.cond. ({e})") from None
-    return linear_solve_p.bind(b, *consts, *operands, matvec=graph, blocks=0, **options)
+    start = [] if guess is None else [api.stop_gradient(guess)]
+    return linear_solve_p.bind(b, *start, *consts, *operands, matvec=graph, blocks=0,
+                               warm_start=guess is not None, **options)
 
 
 def linear_solve(matvec, b, *operands, solve="gmres", symmetric=False, tol=1e-8,
