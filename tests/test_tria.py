@@ -15,7 +15,7 @@ def low_rank(rng, n, m, rank):
 
 def gram(a):
     r = tria(a)
-    return r @ r.T
+    return r @ np.swapaxes(r, -1, -2)
 
 
 @settings(max_examples=15, deadline=None)
@@ -89,9 +89,29 @@ def test_pinv_and_its_derivative_at_constant_rank():
     check_grads(lambda a: np.sum(np.tanh(pinv(a))), (a,), order=2)
 
 
+@pytest.mark.parametrize("fn,shape", [(tria, (2, 3, 3, 5)), (tria, (3, 4, 2)),
+                                      (pinv, (2, 4, 3)), (qr_tria, (3, 2, 4))])
+def test_stacks_of_matrices_like_a_loop(fn, shape):
+    """(..., n, m): each matrix on its own, values and gradients."""
+    a = np.random.default_rng(7).standard_normal(shape)
+    f = lambda a: np.sum(np.sin(fn(a)))
+    matrices = a.reshape((-1,) + shape[-2:])
+    np.testing.assert_allclose(fn(a), np.reshape([fn(m) for m in matrices],
+                                                 shape[:-2] + np.shape(fn(matrices[0]))))
+    np.testing.assert_allclose(cr.grad(f)(a), np.reshape([cr.grad(f)(m) for m in matrices],
+                                                         shape), rtol=1e-10)
+
+
+@pytest.mark.parametrize("fn,shape", [(tria, (2, 3, 5)), (gram, (2, 4, 3)), (pinv, (2, 4, 3)),
+                                      (qr_tria, (2, 3, 4))])
+def test_stacks_second_order(fn, shape):
+    a = np.random.default_rng(8).standard_normal(shape)
+    check_grads(lambda a: np.sum(np.sin(fn(a))), (a,), order=2)
+
+
 def test_errors_say_what_to_do():
-    with pytest.raises(cr.ShapeError, match="needs a matrix"):
-        tria(np.ones((2, 2, 2)))
+    with pytest.raises(cr.ShapeError, match="needs a matrix or a stack of matrices"):
+        tria(np.ones(3))
     with pytest.raises(cr.NonDifferentiableError, match="floating-point"):
         tria(np.ones((2, 2), dtype=int))
     with pytest.raises(cr.ShapeError, match="use chainrule.linalg.tria"):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import chainrule as cr
 from chainrule.core.errors import ConcretizationError, ShapeError
 from chainrule.core.ir import Aval
+from chainrule import linalg
 from chainrule.core.primitive import primitive
 from chainrule.ops import elementwise, shape
 from chainrule.test_util import check_grads
@@ -185,6 +186,11 @@ PRIMITIVE_CASES = {
     "eigh": (lambda a: np.linalg.eigh(a)[0], [spd(3)]),
     "svd": (lambda a: np.linalg.svd(a, compute_uv=False), [normal(3, 2)]),
     "norm2": (lambda x: np.linalg.norm(x, axis=1), [normal(2, 3)]),
+    "pinv": (linalg.pinv, [normal(4, 3)]),
+    "pinv_stacked": (linalg.pinv, [normal(2, 3, 4)]),
+    "tria": (lambda a: tuple(linalg.tria_p.bind(a)), [normal(3, 5)]),
+    "tria_tall_stacked": (lambda a: tuple(linalg.tria_p.bind(a)), [normal(2, 4, 3)]),
+    "qr_tria": (lambda a: tuple(linalg.qr_tria_p.bind(a)), [normal(3, 4)]),
 }
 
 
@@ -211,8 +217,15 @@ print(" ".join(sorted(p.name for p in jvp_rules if p not in batch_rules)))
 
 # Primitives defined outside the op modules whose batch rules belong to their owners;
 # vmap runs them once per example (correct, slower).
-WITHOUT_BATCH_RULE = {"custom_jvp_call", "custom_vjp_call", "custom_vjp_lin",   # custom.py
-                      "pinv", "tria", "qr_tria"}                                # linalg.py
+WITHOUT_BATCH_RULE = {"custom_jvp_call", "custom_vjp_call", "custom_vjp_lin"}   # custom.py
+
+
+def test_linalg_factorization_derivatives_batch_like_loop():
+    """Gradients through tria, pinv and qr_tria under vmap (their rules bind the stacked
+    primitives on batched matrices)."""
+    gram = lambda a: linalg.tria(a) @ np.swapaxes(linalg.tria(a), -1, -2)
+    for fn, a in ((gram, normal(4, 3)), (linalg.pinv, normal(3, 4)), (linalg.qr_tria, normal(2, 3))):
+        assert_batches_like_loop(cr.grad(lambda a: np.sum(np.sin(fn(a)))), [a])
 
 
 def test_every_differentiable_primitive_has_a_batch_rule():
