@@ -15,8 +15,11 @@ the others) and the resulting small linear graph decides the edge:
 - an elementwise primitive, or any primitive from a scalar to a scalar: the rule
   applied to a tangent of ones gives the diagonal (times the broadcast pattern when the
   input was broadcast);
-- anything else (contractions, linear algebra, loops): a dense block, computed by
-  applying the rule to each basis tangent when the Jacobian is run.
+- anything else (contractions, linear algebra, loops): a block computed by applying
+  the rule to each basis tangent when the Jacobian is run. Its nonzero pattern, which
+  the cost model charges, is found now by probing the rule at two random points
+  (d(W @ x)/dW has one nonzero per row and column of W, not a dense row of W's size);
+  a zero of both random probes that is not structural has probability zero.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class Partial:
     rule_graph: object = None
     matrix: np.ndarray = None
     broadcast: np.ndarray = None
+    pattern: np.ndarray = None
 
 
 @dataclass
@@ -217,7 +221,29 @@ def _partial(e, p, q, known):
         if in_aval.shape != out_aval.shape:
             bcast = _broadcast_matrix(in_aval.shape, out_aval.shape)
         return Partial("diagonal", e, p, q, g, broadcast=bcast)
-    return Partial("dense", e, p, q, g)
+    return Partial("dense", e, p, q, g, pattern=_probe_pattern(e, g, values, in_aval, out_aval))
+
+
+def _probe_pattern(e, g, values, in_aval, out_aval):
+    """The nonzero pattern of a point-dependent block: the union of the blocks at two
+    random points (the known constants kept); dense when a point cannot be made up."""
+    n_in = len([a for a in e.inputs if isinstance(a, Var)])
+    unknown = [v for v, x in zip(g.invars[:n_in], values[:n_in]) if x is None]
+    if any(not v.aval.is_float for v in unknown):
+        return np.ones((out_aval.size, in_aval.size), bool)
+    pattern = np.zeros((out_aval.size, in_aval.size), bool)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        point = [rng.uniform(0.5, 1.5, v.aval.shape).astype(v.aval.dtype) if x is None else x
+                 for v, x in zip(g.invars[:n_in], values[:n_in])]
+        args = iter(point)
+        full = [a.value if isinstance(a, Literal) else next(args) for a in e.inputs]
+        with np.errstate(all="ignore"):
+            outs = e.prim.impl(*full, **e.params)
+            outs = outs if e.prim.multiple_results else [outs]
+            block = _probe_matrix(g, point + [np.asarray(o) for o in outs], in_aval, out_aval)
+        pattern |= block != 0
+    return pattern
 
 
 def _probe_matrix(g, values, in_aval, out_aval):
@@ -252,4 +278,4 @@ def _structure(part: Partial, n_in: int, n_out: int) -> st.Structure:
         s = st.from_matrix(part.broadcast, constant=False)
         return st.Structure(s.kind, s.rows, s.cols, s.pattern) if s.kind != "diagonal" \
             else st.diagonal(n_out)
-    return st.dense(n_out, n_in)
+    return st.from_matrix(part.pattern, constant=False)
