@@ -246,3 +246,37 @@ def test_sinkhorn_gradient_wrt_cost_is_the_plan(diff):
 def test_sinkhorn_plan_derivatives():
     check_grads(lambda C, eps: S.sinkhorn(C, a, b, eps, tol=1e-12).plan, (C, 0.1),
                 order=1, atol=1e-4, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- L-BFGS one-step
+A_QUAD = np.diag([1.0, 2.0, 5.0, 9.0]) + 0.3
+
+
+def quadratic(w, theta):
+    return 0.5 * w @ A_QUAD @ w - theta @ w
+
+
+def test_lbfgs_onestep_is_the_derivative_of_its_last_update():
+    # The last update x_k = x_{k-1} - t H_k (A x_{k-1} - theta) with H_k (from the pairs
+    # and gamma) constant has d x_k / d theta = t H_k. H_k is built here as the BFGS
+    # matrix recursion from gamma I over the stored pairs (s, y = A s), the iterates
+    # taken from runs stopped one and two iterations earlier.
+    theta, k, memory = np.array([1.0, -2.0, 0.5, 3.0]), 5, 2
+    solve = lambda theta, iterations, diff: S.minimize(
+        quadratic, np.zeros(4), theta, method="lbfgs", memory=memory, diff=diff,
+        maxiter=iterations, tol=0.0, on_nonconvergence="ignore", return_info=True)
+    iterates = [solve(theta, i, "unroll")[0] for i in range(k - memory - 1, k + 1)]
+    pairs = [(b - a, A_QUAD @ (b - a)) for a, b in zip(iterates[:-2], iterates[1:-1])]
+    s, y = pairs[-1]
+    H_k = (s @ y) / (y @ y) * np.eye(4)
+    for s, y in pairs:
+        rho = 1 / (s @ y)
+        H_k = (np.eye(4) - rho * np.outer(s, y)) @ H_k @ (np.eye(4) - rho * np.outer(y, s)) \
+            + rho * np.outer(s, s)
+    x, info = solve(theta, k, "onestep")
+    np.testing.assert_allclose(x, iterates[-1], rtol=1e-12)
+    for jac in (cr.jacfwd, cr.jacrev):
+        np.testing.assert_allclose(jac(lambda t: solve(t, k, "onestep")[0])(theta),
+                                   info.step * H_k, rtol=1e-10, atol=1e-12)
+    # Not the implicit derivative A^-1 (H_k only approximates it after k updates).
+    assert not np.allclose(info.step * H_k, np.linalg.inv(A_QUAD), atol=1e-3)
