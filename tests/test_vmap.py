@@ -215,11 +215,6 @@ print(" ".join(sorted(p.name for p in jvp_rules if p not in batch_rules)))
     return set(out.split())
 
 
-# Primitives defined outside the op modules whose batch rules belong to their owners;
-# vmap runs them once per example (correct, slower).
-WITHOUT_BATCH_RULE = {"custom_jvp_call", "custom_vjp_call", "custom_vjp_lin"}   # custom.py
-
-
 def test_linalg_factorization_derivatives_batch_like_loop():
     """Gradients through tria, pinv and qr_tria under vmap (their rules bind the stacked
     primitives on batched matrices)."""
@@ -230,7 +225,7 @@ def test_linalg_factorization_derivatives_batch_like_loop():
 
 def test_every_differentiable_primitive_has_a_batch_rule():
     missing = _library_primitives_without_batch_rule()
-    assert missing <= WITHOUT_BATCH_RULE, f"primitives without a batch rule: {missing}"
+    assert not missing, f"primitives without a batch rule: {missing}"
 
 
 def test_primitive_without_batch_rule_runs_once_per_example():
@@ -240,19 +235,90 @@ def test_primitive_without_batch_rule_runs_once_per_example():
     assert vmap(row_norms.bind)(np.zeros((0, 2, 3))).shape == (0, 2)
 
 
-def test_custom_rules_run_once_per_example_under_vmap():
+def test_custom_jvp_batched_with_the_users_rule():
+    calls = []
+
     @cr.custom_jvp
-    def twice_sin(x):
-        return np.sin(x) * 2
+    def f(x, y):
+        return np.sin(x) * y
 
-    @twice_sin.defjvp
-    def twice_sin_jvp(primals, tangents):
-        return twice_sin(primals[0]), 2 * np.cos(primals[0]) * tangents[0]
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        calls.append(1)
+        (x, y), (tx, ty) = primals, tangents
+        return f(x, y), 2.0 * tx * y + np.sin(x) * ty    # 2.0, not cos: shows it is used
 
+    x, y = normal(3), normal(3)
+    assert_batches_like_loop(f, [x, y])
+    assert_batches_like_loop(cr.grad(lambda x, y: np.sum(f(x, y)), argnums=(0, 1)), [x, y])
+    assert_batches_like_loop(lambda x, y, t: cr.jvp(f, (x, y), (t, y))[1], [x, y, normal(3)])
     xs = normal(4, 3)
-    np.testing.assert_allclose(vmap(twice_sin)(xs), 2 * np.sin(xs))
-    per_example = vmap(cr.grad(lambda x: np.sum(twice_sin(x))))(xs)
-    np.testing.assert_allclose(per_example, 2 * np.cos(xs))
+    calls.clear()
+    total = lambda xs, y: np.sum(vmap(f, (0, None))(xs, y))
+    dxs, dy = cr.grad(total, argnums=(0, 1))(xs, y)
+    assert len(calls) == 1                       # once on the batch, not once per example
+    np.testing.assert_allclose(dxs, 2.0 * np.broadcast_to(y, xs.shape))
+    np.testing.assert_allclose(dy, np.sum(np.sin(xs), axis=0))
+
+
+@cr.custom_vjp
+def scaled_exp(x, y):
+    return {"out": x * np.exp(y)}
+
+
+def _scaled_exp_fwd(x, y):
+    e = np.exp(y)
+    return {"out": x * e}, (x, e)
+
+
+def _scaled_exp_bwd(res, ct):
+    x, e = res
+    return ct["out"] * e, ct["out"] * x * e
+
+
+scaled_exp.defvjp(_scaled_exp_fwd, _scaled_exp_bwd)
+
+
+def test_custom_vjp_batched_with_the_users_rules():
+    """Values, reverse mode (bwd vmapped; unbatched arguments' cotangents summed over the
+    batch) and forward mode (custom_vjp_lin, the transposed bwd, vmapped)."""
+    x, y, t = normal(3), normal(3), normal(3)
+    out = lambda x, y: scaled_exp(x, y)["out"]
+    assert_batches_like_loop(out, [x, y])
+    assert_batches_like_loop(cr.grad(lambda x, y: np.sum(out(x, y) ** 2), argnums=(0, 1)),
+                             [x, y])
+    assert_batches_like_loop(lambda x, y, t: cr.jvp(out, (x, y), (t, x))[1], [x, y, t])
+    total = lambda xs, y: np.sum(np.sin(vmap(out, (0, None))(xs, y)))
+    xs = normal(4, 3)
+    dxs, dy = cr.grad(total, argnums=(0, 1))(xs, y)
+    per_example = [cr.grad(lambda x, y: np.sum(np.sin(out(x, y))), argnums=(0, 1))(x, y)
+                   for x in xs]
+    np.testing.assert_allclose(dxs, [d[0] for d in per_example])
+    np.testing.assert_allclose(dy, sum(d[1] for d in per_example))
+    check_grads(total, (xs, y), order=2)
+
+
+def test_custom_vjp_with_untraceable_bwd_under_vmap():
+    """bwd on arrays may call code chainrule cannot trace: then it runs per example."""
+    @cr.custom_vjp
+    def solve(a, b):
+        return np.linalg.solve(a, b)
+
+    def solve_fwd(a, b):
+        x = np.linalg.solve(a, b)
+        return x, (a, x)
+
+    def solve_bwd(res, ct):
+        a, x = res
+        w = np.linalg.solve(np.asarray(a).T, np.asarray(ct))    # np.asarray: not traceable
+        return -np.outer(w, x), w
+    solve.defvjp(solve_fwd, solve_bwd)
+    a, bs = spd(3), normal(4, 3)
+    total = lambda a, bs: np.sum(vmap(solve, (None, 0))(a, bs) ** 2)
+    da, dbs = cr.grad(total, argnums=(0, 1))(a, bs)
+    want = cr.grad(lambda a, bs: np.sum(np.linalg.solve(a, bs.T) ** 2), argnums=(0, 1))(a, bs)
+    np.testing.assert_allclose(da, want[0])
+    np.testing.assert_allclose(dbs, want[1])
 
 
 # --------------------------------------------------------------------------- axes and pytrees

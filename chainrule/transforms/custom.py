@@ -17,6 +17,10 @@ primitive whose JVP rule calls the user's rule on traceable values:
   NumPy operations chainrule can trace. Reverse mode calls bwd itself, with arrays, so a
   bwd that calls non-traceable code (SciPy, a C library) still works for gradients;
   such a bwd raises a clear error in forward mode.
+
+Under vmap each becomes the same primitive on a batched custom function: the user's
+function and rules, vmapped (the batch axis first), so derivatives of the batched
+function still use the user's rules.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from ..core.ir import aval_of
 from ..core.primitive import Zero, primitive
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import Tracer, trace_flat
+from .batching import vmap
 from .jvp import instantiate, jvp_graph
 from .transpose import backward_pass
 
@@ -94,14 +99,46 @@ def _custom_jvp_rule(primals, tangents, outs, call):
     return [_leaf(t) for t in tree_flatten(out_t)[0]]
 
 
-def _call_primitive(name, jvp):
+def _call_primitive(name, jvp, batch):
     """A primitive that runs the user's function of its `call` parameter."""
     return primitive(name, lambda *xs, call: tuple(call.run(list(xs))),
                      lambda *avals, call: call.out_avals(avals), multiple_results=True,
-                     jvp=jvp)
+                     jvp=jvp, batch=batch)
 
 
-custom_jvp_call_p = _call_primitive("custom_jvp_call", _custom_jvp_rule)
+def _batched_call(prim, make, args, dims, call):
+    """The batch rule of a custom call: `make(example, dims)` gives the custom function
+    over the batch (flat arguments with batch axes `dims`, outputs batched first) from
+    `example`, a _Call of the user's rule that reads one example's flat leaves."""
+    example = _Call(call.rule, call.in_tree)
+    rule = make(example, tuple(dims))
+    outs = prim.bind(*args, call=_Call(rule, tree_flatten(tuple(args))[1]))
+    return outs, [0] * len(outs)
+
+
+def _flat_vmap(rule, fun, dims):
+    """vmap of fun (flat leaves -> flat leaves) named after the user's rule."""
+    return vmap(functools.wraps(rule)(fun), in_axes=dims)
+
+
+def _batched_custom_jvp(example, dims):
+    rule = example.rule
+    batched = custom_jvp(_flat_vmap(rule, lambda *xs: example.run(list(xs)), dims))
+    if rule.jvp is not None:
+        def jvp_leaves(*xs):
+            n = len(xs) // 2
+            out, out_t = rule.jvp(tree_unflatten(example.in_tree, xs[:n]),
+                                  tree_unflatten(example.in_tree, xs[n:]))
+            return [[_leaf(o) for o in tree_flatten(tree)[0]] for tree in (out, out_t)]
+        both = _flat_vmap(rule, jvp_leaves, dims + dims)
+        batched.defjvp(lambda primals, tangents: both(*primals, *tangents))
+    return batched
+
+
+custom_jvp_call_p = _call_primitive(
+    "custom_jvp_call", _custom_jvp_rule,
+    lambda args, dims, call: _batched_call(custom_jvp_call_p, _batched_custom_jvp, args,
+                                           dims, call))
 
 
 class custom_jvp:
@@ -165,11 +202,20 @@ def _custom_vjp_lin_transpose(cts, *args, call, n_res):
     return [None] * n_res + cts_in
 
 
+def _custom_vjp_lin_batch(args, dims, call, n_res):
+    """J(res) t per example: the transposed bwd, vmapped (ordinary operations, whose
+    transpose is bwd's graph again)."""
+    outs = vmap(lambda *xs: _forward_from_bwd(call, list(xs[:n_res]), list(xs[n_res:])),
+                in_axes=tuple(dims))(*args)
+    return outs, [0] * len(outs)
+
+
 custom_vjp_lin_p = primitive(
     "custom_vjp_lin",
     lambda *xs, call, n_res: tuple(_forward_from_bwd(call, list(xs[:n_res]), list(xs[n_res:]))),
     lambda *avals, call, n_res: [aval_of(o) for o in call.outs_example],
-    multiple_results=True, jvp=_custom_vjp_lin_jvp, transpose=_custom_vjp_lin_transpose)
+    multiple_results=True, jvp=_custom_vjp_lin_jvp, transpose=_custom_vjp_lin_transpose,
+    batch=_custom_vjp_lin_batch)
 
 
 def _custom_vjp_rule(primals, tangents, outs, call):
@@ -184,7 +230,41 @@ def _custom_vjp_rule(primals, tangents, outs, call):
                                  call=call, n_res=len(res_leaves))
 
 
-custom_vjp_call_p = _call_primitive("custom_vjp_call", _custom_vjp_rule)
+def _batched_custom_vjp(example, dims):
+    """bwd over the batch sums the cotangents of unbatched arguments over the batch
+    (every example used them) and puts the others' batch axes back where they were."""
+    rule = example.rule
+    batched = custom_vjp(_flat_vmap(rule, lambda *xs: example.run(list(xs)), dims))
+    if rule.fwd is None:
+        return batched
+
+    def fwd_leaves(*xs):
+        out, res = rule.fwd(*tree_unflatten(example.in_tree, xs))
+        out_leaves, example.out_tree = tree_flatten(out)
+        res_leaves, example.res_tree = tree_flatten(res)
+        return [_leaf(o) for o in out_leaves], [_leaf(r) for r in res_leaves]
+
+    def bwd(res, cts):
+        try:
+            per_example = vmap(lambda r, c: _bwd_leaves(example, r, c))(res, cts)
+        except ChainruleError:
+            if _has_tracer(res + cts):
+                raise
+            # On arrays, a bwd that cannot be traced (SciPy, a C library) still runs:
+            # once per example (any other error it raises shows again here).
+            per_example = [np.stack(c) for c in zip(*[
+                _bwd_leaves(example, [r[i] for r in res], [c[i] for c in cts])
+                for i in range(len(cts[0]))])]
+        return tuple(np.sum(c, axis=0) if d is None else np.moveaxis(c, 0, d)
+                     for c, d in zip(per_example, dims))
+    batched.defvjp(_flat_vmap(rule, fwd_leaves, dims), bwd)
+    return batched
+
+
+custom_vjp_call_p = _call_primitive(
+    "custom_vjp_call", _custom_vjp_rule,
+    lambda args, dims, call: _batched_call(custom_vjp_call_p, _batched_custom_vjp, args,
+                                           dims, call))
 
 
 class custom_vjp:
