@@ -235,12 +235,33 @@ b = np.array([0.2, 0.3, 0.5])
 
 
 @pytest.mark.parametrize("diff", MODES)
-def test_sinkhorn_gradient_wrt_cost_is_the_plan(diff):
+@pytest.mark.parametrize("a", [a, np.array([0.1, 0.4, 0.15, 0.35])])
+def test_sinkhorn_gradient_wrt_cost_is_the_plan(diff, a):
     result = S.sinkhorn(C, a, b, 0.1, diff=diff)
     np.testing.assert_allclose(result.plan.sum(axis=1), a, atol=1e-12)
     np.testing.assert_allclose(result.plan.sum(axis=0), b, atol=1e-8)
     gradient = cr.grad(lambda C: S.sinkhorn(C, a, b, 0.1, diff=diff).value)(C)
     np.testing.assert_allclose(gradient, result.plan, atol=1e-8)
+
+
+def test_sinkhorn_refuses_marginals_of_different_mass():
+    with pytest.raises(S.SolverOptionError, match=r"same total mass.*sum\(a\) = 1 and "
+                                                  r"sum\(b\) = 2.*Normalize"):
+        S.sinkhorn(C, a, 2 * b, 0.1)
+
+
+def test_splitting_methods_take_unknowns_of_any_shape():
+    # Two nonnegative QPs side by side as the columns of a 5 x 2 unknown: the same
+    # zero pattern, so dX[i, j] / dP[k, l] = JAC_P[i, k] [j == l].
+    X_target = np.stack([x_target, x_target[::-1]], axis=1)
+    P2 = Q @ X_target - np.array([0.0, 1.0, 0.0, 2.0, 0.0])[:, None]
+    for split in (S.douglas_rachford, S.admm):
+        for diff in ("unroll", "implicit"):
+            solve = lambda p: split(prox_quadratic, S.prox.nonnegative, np.zeros((5, 2)), p,
+                                    None, step_size=1.0, diff=diff, tol=1e-12, maxiter=20000)
+            np.testing.assert_allclose(solve(P2), X_target, atol=1e-9)
+            np.testing.assert_allclose(cr.jacrev(solve)(P2),
+                                       np.einsum("ik,jl->ijkl", JAC_P, np.eye(2)), atol=1e-7)
 
 
 def test_sinkhorn_plan_derivatives():
@@ -252,7 +273,7 @@ def test_sinkhorn_plan_derivatives():
 A_QUAD = np.diag([1.0, 2.0, 5.0, 9.0]) + 0.3
 
 
-def quadratic(w, theta):
+def quadratic_in_theta(w, theta):
     return 0.5 * w @ A_QUAD @ w - theta @ w
 
 
@@ -263,7 +284,7 @@ def test_lbfgs_onestep_is_the_derivative_of_its_last_update():
     # taken from runs stopped one and two iterations earlier.
     theta, k, memory = np.array([1.0, -2.0, 0.5, 3.0]), 5, 2
     solve = lambda theta, iterations, diff: S.minimize(
-        quadratic, np.zeros(4), theta, method="lbfgs", memory=memory, diff=diff,
+        quadratic_in_theta, np.zeros(4), theta, method="lbfgs", memory=memory, diff=diff,
         maxiter=iterations, tol=0.0, on_nonconvergence="ignore", return_info=True)
     iterates = [solve(theta, i, "unroll")[0] for i in range(k - memory - 1, k + 1)]
     pairs = [(b - a, A_QUAD @ (b - a)) for a, b in zip(iterates[:-2], iterates[1:-1])]

@@ -153,13 +153,15 @@ def _splitting(make_map, prox_f, prox_g, theta_f, theta_g, step_size, state0, **
 def douglas_rachford(prox_f, prox_g, x0, theta_f=None, theta_g=None, *, step_size=1.0,
                      **options):
     """argmin_x f(x; theta_f) + g(x; theta_g) by Douglas-Rachford splitting from the
-    proximal operators of f and g (1-D x); options as for fixed_point."""
+    proximal operators of f and g (x an array of any shape); options as for
+    fixed_point."""
     return _splitting(douglas_rachford_map, prox_f, prox_g, theta_f, theta_g, step_size,
                       x0, **options)
 
 
 def admm(prox_f, prox_g, x0, theta_f=None, theta_g=None, *, step_size=1.0, **options):
     """argmin_x f(x; theta_f) + g(x; theta_g) by ADMM on x = y (step_size = 1/rho) from
-    the proximal operators of f and g (1-D x); options as for fixed_point."""
+    the proximal operators of f and g (x an array of any shape); options as for
+    fixed_point."""
     return _splitting(admm_map, prox_f, prox_g, theta_f, theta_g, step_size,
-                      np.concatenate([x0, np.zeros_like(x0)]), **options)
+                      (x0, np.zeros_like(x0)), **options)

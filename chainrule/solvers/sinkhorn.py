@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import api
+from .common import SolverOptionError
 from .interface import fixed_point
 
 
@@ -44,8 +45,17 @@ def _sinkhorn_map(g, theta):
 
 
 def sinkhorn(C, a, b, epsilon, *, diff="implicit", maxiter=2000, tol=1e-9, **options):
-    """Entropic OT between histograms a and b (positive, equal mass) for cost C;
-    differentiable in C, a, b and epsilon. options as for fixed_point."""
+    """Entropic OT between histograms a and b (any positive marginals, uniform or not,
+    of equal total mass) for cost C; differentiable in C, a, b and epsilon. options as
+    for fixed_point."""
+    plain = [api.concrete(m) for m in (a, b)]          # None inside jit: not checked
+    masses = [None if m is None else float(np.sum(m)) for m in plain]
+    if None not in masses and not np.isclose(*masses, rtol=1e-8, atol=0.0):
+        raise SolverOptionError(
+            f"sinkhorn solves balanced optimal transport: the marginals need the same "
+            f"total mass, but sum(a) = {masses[0]:.6g} and sum(b) = {masses[1]:.6g}. "
+            f"Normalize them (a / a.sum(), b / b.sum()) or rescale one to the other's "
+            f"mass.")
     theta = (C, a, b, epsilon)
     g, info = fixed_point(_sinkhorn_map, np.zeros(np.shape(C)[1]), theta, diff=diff,
                           maxiter=maxiter, tol=tol, return_info=True, **options)
