@@ -123,14 +123,15 @@ def test_matrix_product_partial_keeps_its_sparsity():
 
 
 def test_mlp_counts_match_graphax_model_on_the_same_graph():
-    """JAX's graph of the MLP task is chainrule's operation for operation (22 vertices);
-    Graphax's tensor cost model on it gives forward 6308 and reverse 288 (computed
-    outside this project with that model). The structured blocks give the same."""
+    """JAX's graph of the MLP task (Graphax's Perceptron) is chainrule's operation for
+    operation (24 vertices); Graphax's tensor cost model on it gives forward 6130 and
+    reverse 297 (computed outside this project with that model). The structured blocks
+    give the same. (Its Markowitz rule is another heuristic: 2197 there, 418 here.)"""
     task = T.TASKS["MLP"]
     topo = linearized_graph(task.fun, task.args(np.random.default_rng(0))).topology
-    assert topo.n_vertices == 22
-    assert order_cost(topo, O.forward(topo)) == 6308
-    assert order_cost(topo, O.reverse(topo)) == 288
+    assert topo.n_vertices == 24
+    assert order_cost(topo, O.forward(topo)) == 6130
+    assert order_cost(topo, O.reverse(topo)) == 297
 
 
 @pytest.mark.parametrize("name", ["MLP", "TransformerEncoder"])

@@ -307,19 +307,34 @@ def g_args(rng, batch=()):
 
 # --------------------------------------------------------------------------- MLP
 
-def _layer_norm(x, gamma, beta):
-    mu = np.mean(x)
-    sigma = np.sum((x - mu) ** 2) / x.shape[0]
+def _variance(x, axis):
+    mu = np.mean(x, axis=axis)
+    return np.sum((x - mu) ** 2, axis=axis) / x.shape[axis]
+
+
+def _layer_norm(x, gamma, beta, axis):
+    """Graphax's `layer_norm` (the variance computes its own mean). The means are
+    subtracted along the last axis: for a matrix normalized over axis 1, column j loses
+    the mean of row j, as written there; kept so that the graph is the same."""
+    mu = np.mean(x, axis=axis)
+    sigma = _variance(x, axis)
     return (x - mu) / np.sqrt(sigma + 1e-6) * gamma + beta
 
 
 def mlp(x, y, W1, b1, W2, b2, gamma, beta):
-    """Squared error of a two-layer tanh perceptron with a layer norm (after Graphax's
-    `Perceptron`), differentiated with respect to everything: a tensor task."""
-    a1 = np.tanh(W1 @ x + b1)
-    a1 = _layer_norm(a1, gamma, beta)
-    a2 = np.tanh(W2 @ a1 + b2)
-    e = (a2 - y) ** 2
+    """Squared error of a two-layer tanh perceptron with a layer norm: Graphax's
+    `Perceptron` with AlphaGrad's shapes (`make_Perceptron`: 4-8-4, scalar gamma and
+    beta), differentiated with respect to everything: a tensor task. The source
+    normalizes over axis 1, which a vector does not have; axis 0 is meant."""
+    y1 = W1 @ x
+    z1 = y1 + b1
+    a1 = np.tanh(z1)
+    a1 = _layer_norm(a1, gamma, beta, axis=0)
+    y2 = W2 @ a1
+    z2 = y2 + b2
+    a2 = np.tanh(z2)
+    d = a2 - y
+    e = d ** 2
     return 0.5 * np.sum(e)
 
 
@@ -328,8 +343,7 @@ MLP_SIZES = (4, 8, 4)   # input, hidden, output
 
 def mlp_args(rng, batch=()):
     n_in, n_hid, n_out = MLP_SIZES
-    shapes = [(n_in,), (n_out,), (n_hid, n_in), (n_hid,), (n_out, n_hid), (n_out,),
-              (n_hid,), (n_hid,)]
+    shapes = [(n_in,), (n_out,), (n_hid, n_in), (n_hid,), (n_out, n_hid), (n_out,), (), ()]
     return tuple(rng.standard_normal(batch + s) * 0.5 for s in shapes)
 
 
@@ -436,19 +450,6 @@ def _silu(x):
     return x * _sigmoid(x)
 
 
-def _variance_rows(x):
-    mu = np.mean(x, axis=1)
-    return np.sum((x - mu) ** 2, axis=1) / x.shape[1]
-
-
-def _layer_norm_rows(x, gamma, beta):
-    """Graphax's `layer_norm` as written there: the row means are subtracted along the
-    last axis (column j loses the mean of row j), kept so the graph is the same."""
-    mu = np.mean(x, axis=1)
-    sigma = _variance_rows(x)
-    return (x - mu) / np.sqrt(sigma + 1e-6) * gamma + beta
-
-
 def _softmax_rows(a):
     z = np.exp(a - np.max(a, axis=1, keepdims=True))
     return z / np.sum(z, axis=1, keepdims=True)
@@ -464,7 +465,7 @@ def _encoder_block(x, WQ, WK, WV, W, b, gamma, beta):
     k = WK @ x
     v = WV @ x
     a = x + _attention(q, k, v)
-    c = _layer_norm_rows(a, gamma, beta)
+    c = _layer_norm(a, gamma, beta, axis=1)
     return _silu(W @ c + b)
 
 
