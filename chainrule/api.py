@@ -21,6 +21,7 @@ from .core.trace import Tracer, concrete as _concrete, trace_flat
 from .core.trace import eval_graph
 from .ops.elementwise import stop_gradient_p
 from .core.primitive import Zero
+from .transforms.basis import apply_structured, identity_basis
 from .transforms.batching import vmap_graph_eval
 from .transforms.jvp import instantiate, jvp_flat, linearize_flat
 from .transforms.transpose import backward_pass
@@ -230,12 +231,6 @@ def linearize(fun, *primals):
 
 # --------------------------------------------------------------------------- Jacobians
 
-def _basis(leaf):
-    """The standard basis of a leaf's space, stacked along a leading axis."""
-    n = int(np.size(leaf))
-    return np.eye(n, dtype=aval_of(leaf).dtype).reshape((n,) + np.shape(leaf))
-
-
 def _forward_blocks(lin, ins, outs):
     """blocks[i][j] = d out_i / d in_j: per input, one batched evaluation of the linear
     graph on all the basis vectors at once (vmap's interpreter); a one-element input
@@ -243,14 +238,14 @@ def _forward_blocks(lin, ins, outs):
     blocks = [[None] * len(ins) for _ in outs]
     for j, xj in enumerate(ins):
         n = int(np.size(xj))
-        args = [_basis(xj) if k == j else np.zeros_like(x) for k, x in enumerate(ins)]
         if n == 1:
-            columns = eval_graph(lin, lin.consts, [a[0] if k == j else a
-                                                   for k, a in enumerate(args)])
+            columns = eval_graph(lin, lin.consts, [np.ones_like(x) if k == j else np.zeros_like(x)
+                                                   for k, x in enumerate(ins)])
         else:
+            args = [identity_basis(x) if k == j else np.zeros_like(x) for k, x in enumerate(ins)]
             dims = [0 if k == j else None for k in range(len(ins))]
-            columns = [np.moveaxis(c, 0, -1)
-                       for c in vmap_graph_eval(lin, lin.consts, args, dims, n)]
+            columns = [np.moveaxis(c, 0, -1) for c in vmap_graph_eval(
+                lin, lin.consts, args, dims, n, apply=apply_structured)]
         for i, o in enumerate(outs):
             blocks[i][j] = np.reshape(columns[i], np.shape(o) + np.shape(xj))
     return blocks
@@ -267,10 +262,11 @@ def _reverse_blocks(lin, ins, outs):
             return [instantiate(c) for c in backward_pass(lin, cts)]
         n = int(np.size(oi))
         if n == 1:
-            rows = pull_back(_basis(oi)[0])
+            rows = pull_back(np.ones_like(oi))
         else:
             adjoint, _, _ = trace_flat(pull_back, [aval_of(oi)], abstract=True)
-            rows = vmap_graph_eval(adjoint, adjoint.consts, [_basis(oi)], [0], n)
+            rows = vmap_graph_eval(adjoint, adjoint.consts, [identity_basis(oi)], [0], n,
+                                   apply=apply_structured)
         blocks.append([np.reshape(r, np.shape(oi) + np.shape(x)) for r, x in zip(rows, ins)])
     return blocks
 

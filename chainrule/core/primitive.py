@@ -18,12 +18,20 @@ beside the primitive's definition. The rule signatures, once for all:
         (None for inputs that are not linear).
     batch(args, dims, **params) -> (outs, out_dims)
         Vectorization rule: `dims[i]` is the batched axis of `args[i]` or None.
+    diagonal(args, dims, **params) -> DiagonalBatch | (out, out_dim) | None
+        Optional, for Jacobians (`transforms/basis.py`): the batch rule for when some
+        args are `DiagonalBatch` (the identity basis, kept structured); None when the
+        structure does not help, and the batch rule then gets the dense batch.
 
 A primitive with no JVP rule is not differentiable: using a nonzero tangent on it raises
 an error naming it. A primitive whose inputs and outputs are integer or boolean needs no
 rules at all (its tangents are always `Zero`).
 """
 from __future__ import annotations
+
+import math
+
+import numpy as np
 
 from .ir import Aval
 from .trace import bind as _bind
@@ -33,6 +41,7 @@ shape_rules: dict = {}
 jvp_rules: dict = {}
 transpose_rules: dict = {}
 batch_rules: dict = {}
+diagonal_rules: dict = {}
 
 
 class Primitive:
@@ -90,6 +99,23 @@ class UndefinedPrimal:
 
     def __repr__(self):
         return f"UndefinedPrimal({self.aval})"
+
+
+class DiagonalBatch:
+    """The batch of arrays e_k * d for k = 0 .. d.size - 1, where e_k is the k-th
+    standard basis array shaped like d (flat index k): the identity basis of a Jacobian
+    and its elementwise rescalings, stored as d alone. Its batch axis counts as axis 0."""
+    __slots__ = ("d",)
+
+    def __init__(self, d):
+        self.d = d
+
+    def dense(self):
+        shape = np.shape(self.d)
+        return np.reshape(np.diag(np.reshape(self.d, (math.prod(shape),))), (-1,) + shape)
+
+    def __repr__(self):
+        return f"DiagonalBatch({self.d!r})"
 
 
 def is_undefined(x) -> bool:

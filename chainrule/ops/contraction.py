@@ -16,7 +16,8 @@ import numpy as np
 
 from ..core.errors import ShapeError
 from ..core.ir import Aval
-from ..core.primitive import Zero, batch_rules, is_undefined, primitive
+from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
+                              primitive)
 from ..transforms.batching import batch_to_front
 from .common import as_operand, broadcast_shapes, implements, promote
 from .shape import broadcast_to, reshape
@@ -26,9 +27,16 @@ from .shape import broadcast_to, reshape
 def _plan(spec, a_shape, b_shape):
     """How to run a spec as one (batched) matrix product. Specs of at most 2-D operands
     with one summed index and no batch index (matmul, matvec, dot, inner) become a
-    single `@` of transposed views."""
+    single `@` of transposed views; specs that sum nothing (outer and elementwise
+    products) a broadcast multiplication of views."""
     a_idx, b_idx, out_idx = spec
     size = dict(zip(a_idx, a_shape)) | dict(zip(b_idx, b_shape))
+    if set(a_idx) | set(b_idx) == set(out_idx):
+        views = []
+        for idx, shape in ((a_idx, a_shape), (b_idx, b_shape)):
+            views += [tuple(idx.index(i) for i in out_idx if i in idx),
+                      tuple(size[i] if i in idx else 1 for i in out_idx)]
+        return ("product", *views)
     batch = [i for i in out_idx if i in a_idx and i in b_idx]
     free_a = [i for i in out_idx if i in a_idx and i not in b_idx]
     free_b = [i for i in out_idx if i in b_idx and i not in a_idx]
@@ -51,6 +59,9 @@ def _plan(spec, a_shape, b_shape):
 
 def _contract_impl(a, b, spec):
     plan = _plan(spec, np.shape(a), np.shape(b))
+    if plan[0] == "product":
+        _, perm_a, view_a, perm_b, view_b = plan
+        return np.transpose(a, perm_a).reshape(view_a) * np.transpose(b, perm_b).reshape(view_b)
     if plan[0] == "matmul":
         _, perm_a, perm_b, swap = plan
         out = np.transpose(a, perm_a) @ np.transpose(b, perm_b)
@@ -108,6 +119,22 @@ def _contract_batch(args, dims, spec):
 
 
 batch_rules[contract_p] = _contract_batch
+
+
+def _contract_diagonal(args, dims, spec):
+    """A contraction of an unbatched operand with the identity basis (times d) is that
+    operand rearranged and scaled, no product: the basis operand's indices become the
+    batch indices. Not when they also appear in the output (that result is diagonal)."""
+    k = 0 if type(args[0]) is DiagonalBatch else 1
+    basis, other, other_dim = args[k], args[1 - k], dims[1 - k]
+    basis_idx, other_idx, out_idx = spec[k], spec[1 - k], spec[2]
+    if other_dim is not None or set(basis_idx) & set(out_idx):
+        return None
+    out = contract_p.bind(other, basis.d, spec=(other_idx, basis_idx, basis_idx + out_idx))
+    return reshape(out, (basis.d.size,) + out.shape[len(basis_idx):]), 0
+
+
+diagonal_rules[contract_p] = _contract_diagonal
 
 
 def contract(a, b, a_idx, b_idx, out_idx):

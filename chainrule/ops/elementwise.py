@@ -23,7 +23,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, batch_rules, is_undefined, primitive
+from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
+                              primitive)
 from ..transforms.batching import broadcasting_rule
 from .common import (as_operand, broadcast_shapes, implements, promote, sum_to_shape,
                      ufunc_dtype)
@@ -188,8 +189,17 @@ LINEAR_TRANSPOSES = {
 prims: dict = {}
 
 
+def _unary_jvp(partial):
+    """The JVP rule of a unary elementwise primitive (its tangent has the output's shape)."""
+    def jvp(primals, tangents, outs):
+        if type(tangents[0]) is Zero:
+            return [Zero(aval_of(outs[0]))]
+        return [partial(tangents[0], primals[0], outs[0])]
+    return jvp
+
+
 def _unary(name, ufunc, partial):
-    jvp = _zero_jvp if partial is None else _elementwise_jvp([lambda t, x, o: partial(t, x, o)])
+    jvp = _zero_jvp if partial is None else _unary_jvp(partial)
     p = primitive(name, ufunc, _shape_of(ufunc), jvp=jvp,
                   transpose=LINEAR_TRANSPOSES.get(name))
     prims[name] = p
@@ -333,3 +343,34 @@ stop_gradient_p = primitive("stop_gradient", lambda x: x, lambda x: x, jvp=_zero
 # Every primitive of this module broadcasts like NumPy: one batch rule for all.
 for _prim in [*prims.values(), mul_zero_safe, select, convert, stop_gradient_p]:
     batch_rules[_prim] = broadcasting_rule(_prim)
+
+
+def _diagonal_scaling(prim, linear_in):
+    """A DiagonalBatch (at a position in `linear_in`) scaled by an unbatched array that
+    does not broadcast it stays diagonal: prim applied to its d."""
+    def rule(args, dims):
+        for i in linear_in:
+            d, other = args[i], args[1 - i]
+            if type(d) is DiagonalBatch and dims[1 - i] is None and \
+                    broadcast_shapes(d.d.shape, np.shape(other)) == d.d.shape:
+                return DiagonalBatch(prim.bind(*((d.d, other) if i == 0 else (other, d.d))))
+        return None
+    return rule
+
+
+def _diagonal_sum(prim):
+    """add / subtract of two DiagonalBatch of one shape."""
+    def rule(args, dims):
+        a, b = args
+        if type(a) is DiagonalBatch and type(b) is DiagonalBatch and a.d.shape == b.d.shape:
+            return DiagonalBatch(prim.bind(a.d, b.d))
+        return None
+    return rule
+
+
+diagonal_rules[prims["negative"]] = lambda args, dims: DiagonalBatch(-args[0].d)
+for _name in ("add", "subtract"):
+    diagonal_rules[prims[_name]] = _diagonal_sum(prims[_name])
+for _prim, _linear_in in ((prims["multiply"], (0, 1)), (mul_zero_safe, (0, 1)),
+                          (prims["true_divide"], (0,))):
+    diagonal_rules[_prim] = _diagonal_scaling(_prim, _linear_in)

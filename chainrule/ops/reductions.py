@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.errors import ShapeError, UnsupportedOperationError
 from ..core.ir import Aval
-from ..core.primitive import batch_rules, primitive
+from ..core.primitive import batch_rules, diagonal_rules, primitive
 from ..transforms.batching import axis_param_rule
 from .common import as_operand, implements, normalize_axes, normalize_axis
 from .shape import broadcast_to, concatenate, linear_primitive, reshape
@@ -59,6 +59,9 @@ reduce_max_p = _extremum("reduce_max", np.maximum.reduce)
 reduce_min_p = _extremum("reduce_min", np.minimum.reduce)
 for _prim in (reduce_sum_p, reduce_max_p, reduce_min_p):
     batch_rules[_prim] = axis_param_rule(_prim, "axes")
+# Summing the whole of each basis array e_k * d gives d[k].
+diagonal_rules[reduce_sum_p] = lambda args, dims, axes: (
+    (reshape(args[0].d, (args[0].d.size,)), 0) if len(axes) == args[0].d.ndim else None)
 
 
 def _reduce(prim, x, axis, keepdims):

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
-from ..core.primitive import Zero, batch_rules, is_undefined, primitive
+from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
+                              primitive)
 from ..transforms.batching import (all_to_front, batch_size, batch_to_front,
                                    move_batch_axis)
 from ..core.trace import Tracer, concrete
@@ -47,6 +48,9 @@ def _reshape_batch(args, dims, shape):
 
 
 batch_rules[reshape_p] = _reshape_batch
+# Reshaping keeps flat (C-order) indices, so the identity basis stays diagonal.
+diagonal_rules[reshape_p] = lambda args, dims, shape: DiagonalBatch(
+    reshape_p.bind(args[0].d, shape=shape))
 
 
 @implements(np.reshape)

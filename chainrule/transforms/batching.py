@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError
 from ..core.ir import Aval, Graph, Literal, Var, aval_of
-from ..core.primitive import batch_rules
+from ..core.primitive import DiagonalBatch, batch_rules
 from ..core.pytree import _node, tree_flatten, tree_unflatten
 from ..core.trace import trace_flat
 
@@ -122,15 +122,16 @@ def apply_batched(prim, vals, dims, size, params):
     return rule(vals, dims, **dict(params))
 
 
-def batch_eval(graph: Graph, consts, args, dims, size):
+def batch_eval(graph: Graph, consts, args, dims, size, apply=apply_batched):
     """Runs `graph` on batched `args` (batch axes `dims`, None = unbatched); consts are
-    unbatched. Returns (outs, out_dims)."""
+    unbatched. `apply` runs one equation (another one may know structured batches).
+    Returns (outs, out_dims)."""
     env = {v: (c, None) for v, c in zip(graph.constvars, consts)}
     env.update(zip(graph.invars, zip(args, dims)))
     read = lambda a: (a.value, None) if isinstance(a, Literal) else env[a]
     for e in graph.eqns:
         vals, in_dims = zip(*[read(a) for a in e.inputs]) if e.inputs else ((), ())
-        out, out_dims = apply_batched(e.prim, list(vals), list(in_dims), size, e.params)
+        out, out_dims = apply(e.prim, list(vals), list(in_dims), size, e.params)
         if e.prim.multiple_results:
             env.update(zip(e.outputs, zip(out, out_dims)))
         else:
@@ -278,9 +279,10 @@ def vmap(fun, in_axes=0, out_axes=0):
     return batched
 
 
-def vmap_graph_eval(graph: Graph, consts, args, dims, size):
-    """eval_graph's batched twin, with every output's batch axis first."""
-    outs, got = batch_eval(graph, consts, args, dims, size)
+def vmap_graph_eval(graph: Graph, consts, args, dims, size, apply=apply_batched):
+    """eval_graph's batched twin, with every output's batch axis first (and dense)."""
+    outs, got = batch_eval(graph, consts, args, dims, size, apply)
+    outs = [o.dense() if type(o) is DiagonalBatch else o for o in outs]
     return [_writeable(move_batch_axis(o, d, 0, size)) for o, d in zip(outs, got)]
 
 
