@@ -5,9 +5,11 @@ An edge from vertex i (m_i scalars) to vertex k (m_k scalars) holds the Jacobian
 d v_k / d v_i, an m_k x m_i matrix that is rarely dense. Its `Structure` is one of
 
     Diagonal(n)        elementwise operations (n = 1 for scalar vertices);
-    Dense(rows, cols)  contractions and anything without known structure;
+    Dense(rows, cols)  blocks without zeros (d(W @ x)/dx = W);
     Sparse(pattern)    broadcasting, copies, reductions, reshapes, permutations,
-                       indexing: a fixed 0/1 pattern (scipy.sparse, boolean);
+                       indexing, and the zeros of point-dependent blocks such as
+                       d(W @ x)/dW (one nonzero per entry of W): a fixed 0/1 pattern
+                       (scipy.sparse, boolean);
 
 plus a flag `constant`: the values do not depend on the point (linear operations such
 as add, reshape or x * 2.0), so products of constants are folded when the plan is made.
@@ -21,7 +23,10 @@ A = d v_j / d v_i. The product costs
 multiplications: exactly the scalar products a sparse product must form. A diagonal
 times anything costs the other's number of nonzeros, dense times dense m_k m_j m_i, and a
 scalar vertex costs 1 per (predecessor, successor) pair, i.e. |preds| x |succs| for the
-vertex: the model of the published counts. With `free_constants=True` (the "structured"
+vertex: the model of the published counts. On tensor graphs this charges what Graphax's
+sparse-tensor model charges where the two graphs agree (the MLP task: forward and
+reverse equal); Graphax's Markowitz rule is another heuristic (the degree of one
+scalar of a tensor vertex), ours takes the cheapest elimination, as on scalar graphs. With `free_constants=True` (the "structured"
 model), a product with a constant 0/1 copy pattern (broadcast, reshape, permutation,
 selection) or of two constants costs nothing, because it only moves or adds numbers or
 happens once when the plan is built. Additions (fill-in into an existing edge) are
