@@ -243,6 +243,8 @@ def _probe_pattern(e, g, values, in_aval, out_aval):
             outs = outs if e.prim.multiple_results else [outs]
             block = _probe_matrix(g, point + [np.asarray(o) for o in outs], in_aval, out_aval)
         pattern |= block != 0
+        if pattern.all():
+            break
     return pattern
 
 
