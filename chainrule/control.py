@@ -79,6 +79,12 @@ def trace_closed(fun, avals):
     return closed(graph), list(graph.consts)
 
 
+def _cut(seq, *sizes):
+    """seq cut into lists of the given sizes, then the rest."""
+    ends = np.cumsum((0,) + sizes)
+    return [list(seq[a:b]) for a, b in zip(ends[:-1], ends[1:])] + [list(seq[ends[-1]:])]
+
+
 def _run(graph, args):
     """Evaluates a closed graph by binding its primitives (traceable)."""
     return eval_graph(graph, [], args)
@@ -327,18 +333,29 @@ def _scan_transpose(cts, *args, body, num_consts, num_carry, length, reverse):
 
 
 def _scan_batch(args, dims, body, num_consts, num_carry, length, reverse):
+    """The scan of the batched body; carries that are the same for every example (a
+    loop counter) stay unbatched."""
     nc, nk = num_consts, num_carry
     size = batch_size(args, dims)
+    const_dims = [None if d is None else 0 for d in dims[:nc]]
+    x_dims = [None if d is None else 0 for d in dims[nc + nk:]]
+    batched_carry = [d is not None for d in dims[nc:nc + nk]]
+    while True:                                     # which carries vary over the batch
+        carry_dims = [0 if b else None for b in batched_carry]
+        batched, found = batch_graph(body, const_dims + carry_dims + x_dims, size,
+                                     carry_dims + [0] * (len(body.outvars) - nk))
+        grown = [b or f is not None for b, f in zip(batched_carry, found)]
+        if grown == batched_carry:
+            break
+        batched_carry = grown
     consts = [a if d is None else batch_to_front(a, d) for a, d in zip(args[:nc], dims[:nc])]
-    carry = [move_batch_axis(a, d, 0, size) for a, d in zip(args[nc:nc + nk], dims[nc:nc + nk])]
+    carry = [move_batch_axis(a, d, 0, size) if b else a
+             for a, d, b in zip(args[nc:nc + nk], dims[nc:nc + nk], batched_carry)]
     xs = [a if d is None else move_batch_axis(a, d, 1, size)
           for a, d in zip(args[nc + nk:], dims[nc + nk:])]
-    body_dims = ([None if d is None else 0 for d in dims[:nc]] + [0] * nk
-                 + [None if d is None else 0 for d in dims[nc + nk:]])
-    batched, _ = batch_graph(body, body_dims, size, [0] * len(body.outvars))
     outs = scan_p.bind(*consts, *carry, *xs, body=batched, num_consts=nc, num_carry=nk,
                        length=length, reverse=reverse)
-    return outs, [0] * nk + [1] * (len(outs) - nk)
+    return outs, carry_dims + [1] * (len(outs) - nk)
 
 
 scan_p = primitive("scan", _scan_impl, _scan_shape, multiple_results=True, jvp=_scan_jvp,
@@ -422,8 +439,7 @@ def fori_loop(lower, upper, body_fun, init_val):
 # --------------------------------------------------------------------------- while_loop
 
 def _while_impl(*args, cond, body, num_cond_consts, num_body_consts):
-    cc, bc = list(args[:num_cond_consts]), list(args[num_cond_consts:num_cond_consts + num_body_consts])
-    carry = list(args[num_cond_consts + num_body_consts:])
+    cc, bc, carry = _cut(args, num_cond_consts, num_body_consts)
     while _run_arrays(cond, cc + carry)[0]:
         carry = _run_arrays(body, bc + carry)
     return carry
@@ -475,13 +491,7 @@ def _while_transpose(cts, *args, **params):
 # linear in the tangents. Inputs: cond consts, body consts, carry, then the tangents
 # (while_loop_tangent) or the cotangents of the carry tangents (its transpose).
 
-def _cut(seq, *sizes):
-    """seq cut into lists of the given sizes, then the rest."""
-    ends = np.cumsum((0,) + sizes)
-    return [list(seq[a:b]) for a, b in zip(ends[:-1], ends[1:])] + [list(seq[ends[-1]:])]
-
-
-def _split_tangent_loop(args, body, num_cond_consts, num_body_consts):
+def split_loop_inputs(args, body, num_cond_consts, num_body_consts):
     """(cond consts, body consts, carry, the rest) of a derivative loop's inputs."""
     return _cut(args, num_cond_consts, num_body_consts, len(body.outvars))
 
@@ -492,7 +502,7 @@ def _num_const_tangents(body, tangent_body, num_body_consts):
 
 
 def _while_tangent_impl(*args, cond, body, tangent_body, num_cond_consts, num_body_consts):
-    cc, bc, carry, ts = _split_tangent_loop(args, body, num_cond_consts,
+    cc, bc, carry, ts = split_loop_inputs(args, body, num_cond_consts,
                                             num_body_consts)
     n_ct = _num_const_tangents(body, tangent_body, num_body_consts)
     const_ts, carry_ts = ts[:n_ct], ts[n_ct:]
@@ -530,7 +540,7 @@ def _while_tangent_jvp(primals, tangents, outs, cond, body, tangent_body, num_co
     joint_cond, joint_body = _joint_loop(cond, body, tangent_body, nbc)
 
     def joint(xs):
-        cc, bc, k, ts = _split_tangent_loop(xs, body, ncc, nbc)
+        cc, bc, k, ts = split_loop_inputs(xs, body, ncc, nbc)
         return cc + bc + ts[:n_ct] + k + ts[n_ct:]
     carry = primals[ncc + nbc:ncc + nbc + nk]
     return _while_jvp(joint(primals), joint(tangents), list(carry) + list(outs), joint_cond,
@@ -565,7 +575,7 @@ def _while_tangent_transpose_impl(*args, cond, body, tangent_body, num_cond_cons
                                   num_body_consts):
     """Runs the loop forward keeping every carry, then the transposed tangent body
     backwards: memory grows with the trip count (one carry per iteration)."""
-    cc, bc, carry, cts = _split_tangent_loop(args, body, num_cond_consts,
+    cc, bc, carry, cts = split_loop_inputs(args, body, num_cond_consts,
                                              num_body_consts)
     transposed = transposed_tangent_body(body, tangent_body, num_body_consts)
     history = []
@@ -598,8 +608,8 @@ def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_bo
     u -> (L(x) u, dL(x)[dx] u): a tangent loop whose primal carry is (carry, its
     tangent) and whose tangent body is the JVP of tangent_body in (body consts, carry)."""
     ncc, nbc, nk = num_cond_consts, num_body_consts, len(body.outvars)
-    cc, bc, carry, cts = _split_tangent_loop(primals, body, ncc, nbc)
-    _, d_bc, d_carry, d_cts = _split_tangent_loop(tangents, body, ncc, nbc)
+    cc, bc, carry, cts = split_loop_inputs(primals, body, ncc, nbc)
+    _, d_bc, d_carry, d_cts = split_loop_inputs(tangents, body, ncc, nbc)
     bc_nz = [not isinstance(t, Zero) for t in d_bc]
     k_nz = [a.is_float for a in _out_avals(body)]
     n_ct, n_kt = _num_const_tangents(body, tangent_body, nbc), len(cts)
@@ -850,7 +860,7 @@ def cond(pred, true_fun, false_fun, *operands):
             f"cond: the branches return different structures, shapes or dtypes: "
             f"{[str(a) for a in _out_avals(tg)]} and {[str(a) for a in _out_avals(fg)]}")
     # Both branch graphs take (true consts, false consts, operands).
-    nt, nf = len(tc), len(fc)
+    nt = len(tc)
     true_g = Graph([], tg.invars[:nt] + [Var(aval_of(c)) for c in fc] + tg.invars[nt:],
                    tg.eqns, tg.outvars, [])
     false_g = Graph([], [Var(aval_of(c)) for c in tc] + fg.invars, fg.eqns, fg.outvars, [])

@@ -99,3 +99,18 @@ def test_custom_rules_missing_give_clear_errors():
         return x
     with pytest.raises(cr.ChainruleError, match="defvjp"):
         cr.grad(lambda x: f(x) * 1.0)(1.0)
+
+
+def test_jit_source_of_custom_rules_is_standalone():
+    """The user's function (and for custom_vjp's forward mode the transposed bwd) is
+    traced into a function of the generated module, named after it."""
+    f = lambda x, y: np.sum(softplus(x) * scaled_exp(x, y) ** 2)
+    x, y = X, X + 1
+    for fn in (f, cr.grad(f, argnums=(0, 1)), lambda x, y: cr.jvp(f, (x, y), (y, x))[1],
+               cr.hessian(f, argnums=(0, 1))):
+        text = cr.source(fn, x, y)
+        assert "chainrule" not in text and "impl_" not in text
+        for got, want in zip(np.ravel(cr.jit(fn)(x, y)), np.ravel(fn(x, y))):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    text = cr.source(lambda x, y: cr.jvp(f, (x, y), (y, x))[1], x, y)
+    assert "def softplus(" in text and "def scaled_exp_forward(" in text

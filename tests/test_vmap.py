@@ -219,7 +219,8 @@ def test_linalg_factorization_derivatives_batch_like_loop():
     """Gradients through tria, pinv and qr_tria under vmap (their rules bind the stacked
     primitives on batched matrices)."""
     gram = lambda a: linalg.tria(a) @ np.swapaxes(linalg.tria(a), -1, -2)
-    for fn, a in ((gram, normal(4, 3)), (linalg.pinv, normal(3, 4)), (linalg.qr_tria, normal(2, 3))):
+    for fn, a in ((gram, normal(4, 3)), (linalg.pinv, normal(3, 4)),
+                  (linalg.qr_tria, normal(2, 3))):
         assert_batches_like_loop(cr.grad(lambda a: np.sum(np.sin(fn(a)))), [a])
 
 

@@ -260,3 +260,7 @@ _register(control.scan_p, _scan, view=True)
 _register(control.while_p, _while, view=True)
 _register(control.cond_p, _cond, view=True)
 _register(control.checkpoint_p, _checkpoint, view=True)
+
+# The primitives that derivative rules and custom rules make (while_loop's derivative
+# loops, custom_jvp/custom_vjp calls) have their emitters beside, in `derived`.
+from . import derived  # noqa: E402,F401
