@@ -165,25 +165,40 @@ def test_one_step_of_damped_newton_is_off_by_the_damping():
     np.testing.assert_allclose(cr.jacfwd(solve)(c, "onestep"), 0.75 * np.eye(2), atol=1e-8)
 
 
-@pytest.mark.parametrize("method", ["gd", "newton", "lbfgs"])
+@pytest.mark.parametrize("method", ["gd", "heavy_ball", "nesterov", "newton", "lbfgs",
+                                    "prox_grad", "fista"])
 def test_checkpointed_unroll_gives_the_same_derivative(method):
+    options = dict(prox=S.prox.l1, prox_theta=0.1) if method in ("prox_grad", "fista") \
+        else dict(step_size=0.02) if method in ("heavy_ball", "nesterov") else {}
     solve = lambda lam, checkpoint: S.minimize(ridge, np.zeros(3), lam, method=method,
                                                diff="unroll", checkpoint=checkpoint,
-                                               maxiter=60, on_nonconvergence="ignore")
+                                               maxiter=60, on_nonconvergence="ignore",
+                                               **options)
+    np.testing.assert_allclose(solve(0.3, True), solve(0.3, False), rtol=1e-12)
     for jac in (cr.jacfwd, cr.jacrev):
         np.testing.assert_allclose(jac(solve)(0.3, True), jac(solve)(0.3, False),
                                    rtol=1e-12, atol=1e-14)
 
 
-def test_checkpointed_fixed_point_rematerializes_each_iteration():
+def test_checkpointed_fixed_point_is_replayed_in_about_sqrt_n_segments():
     W = 0.5 * rng.standard_normal((4, 4)) / 2
     layer = lambda z, b: np.tanh(W @ z + b)
     loss = lambda b, checkpoint: np.sum(S.fixed_point(
         layer, np.zeros(4), b, diff="unroll", checkpoint=checkpoint, tol=1e-12) ** 2)
     b = rng.standard_normal(4)
     np.testing.assert_allclose(cr.grad(loss)(b, True), cr.grad(loss)(b, False), rtol=1e-12)
-    assert "checkpoint" in str(cr.make_graph(lambda b: loss(b, True))(b))
+    _, info = S.fixed_point(layer, np.zeros(4), b, tol=1e-12, return_info=True)
+    n = info.iterations
+    segments = -(-n // int(np.ceil(np.sqrt(n))))
+    assert n > 9 and str(cr.make_graph(lambda b: loss(b, True))(b)).count(
+        "= checkpoint[") == segments
     assert "checkpoint" not in str(cr.make_graph(lambda b: loss(b, False))(b))
+    # Anderson acceleration (a history-dependent iteration) rematerializes each map.
+    anderson = lambda b, checkpoint: np.sum(S.fixed_point(
+        layer, np.zeros(4), b, diff="unroll", checkpoint=checkpoint, tol=1e-12,
+        anderson=3) ** 2)
+    np.testing.assert_allclose(cr.grad(anderson)(b, True), cr.grad(anderson)(b, False),
+                               rtol=1e-12)
 
 
 def test_checkpoint_is_refused_outside_unroll():

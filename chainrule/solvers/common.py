@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.errors import ChainruleError, ConcretizationError
 from ..core.pytree import tree_flatten, tree_unflatten
-from ..control import checkpoint as remat
+from ..control import checkpoint as remat, scan
 from ..core.trace import Tracer, concrete, trace_flat
 
 DIFF_MODES = ("unroll", "implicit", "onestep")
@@ -46,25 +46,64 @@ class SolverInfo(NamedTuple):
     step: float = 1.0
 
 
+class Replay(NamedTuple):
+    """A method's iteration as a pure map, for checkpointed unrolling: start(x0) ->
+    state, advance(state, theta, c) -> the next state, output(state) -> x, where c
+    holds the iteration's constants (step size, momentum coefficient: the decisions
+    of line searches), which the untraced run records."""
+    start: Callable
+    advance: Callable
+    output: Callable
+
+
 class Solver(NamedTuple):
-    """An iterative method as `differentiate` needs it: run(x0, theta) -> (x, info,
-    last) with traceable NumPy calls, where `last` is what the last iteration started
-    from (arrays whose shapes do not depend on the run, e.g. the previous iterate);
-    step(last, theta, info), that last iteration again (for diff="onestep", which
-    differentiates it); start(x0), `last` before any iteration; optimality(x, theta),
-    zero at a solution; and whether the Jacobian of optimality in x is symmetric (a
-    Hessian), which allows CG."""
+    """An iterative method as `differentiate` needs it: run(x0, theta, trail=None) ->
+    (x, info, last) with traceable NumPy calls, where `last` is what the last iteration
+    started from (arrays whose shapes do not depend on the run, e.g. the previous
+    iterate) and `trail`, when a list, receives each iteration's constants for
+    `replay`; step(last, theta, info), that last iteration again (for diff="onestep",
+    which differentiates it); start(x0), `last` before any iteration; optimality(x,
+    theta), zero at a solution; whether the Jacobian of optimality in x is symmetric
+    (a Hessian), which allows CG; and the iteration as a `Replay` (None for methods
+    whose iteration depends on a history: L-BFGS, Anderson)."""
     run: Callable
     optimality: Callable
     step: Callable
     symmetric: bool
     start: Callable = lambda x0: x0
+    replay: Replay | None = None
 
 
 def per_iteration(fn, checkpoint):
-    """fn, rematerialized when checkpoint is set: an unrolled solver then stores only
-    the inputs of each iteration's call for reverse mode and recomputes the rest."""
+    """fn, rematerialized when checkpoint is set: what methods without a `Replay` do
+    for checkpoint=True (each iteration stores only the inputs of fn's call)."""
     return remat(fn) if checkpoint else fn
+
+
+def record(trail, *constants):
+    """Appends an iteration's constants to the trail, when one is kept."""
+    if trail is not None:
+        trail.append(constants)
+
+
+def replay_in_segments(replay, init, theta, trail):
+    """x after the len(trail) iterations of `replay` from init, traced in about
+    sqrt(n) segments, each a checkpointed scan over its iterations' constants: reverse
+    mode stores the states at segment boundaries and recomputes one segment at a time,
+    so its memory grows like sqrt(n) states instead of n."""
+    state, n = replay.start(init), len(trail)
+    if n == 0:
+        return replay.output(state)
+    length = int(np.ceil(np.sqrt(n)))
+    columns = [np.asarray(column, np.float64) for column in zip(*trail)]
+
+    def segment(state, theta, constants):
+        return scan(lambda s, c: (replay.advance(s, theta, c), None), state, constants,
+                    length=len(constants[0]) if constants else size)[0]
+    for lo in range(0, n, length):
+        size = min(length, n - lo)
+        state = remat(segment)(state, theta, [column[lo:lo + size] for column in columns])
+    return replay.output(state)
 
 
 def value_of(x) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import api
-from .common import Solver, SolverInfo, SolverOptionError, per_iteration, value_of
+from .common import Replay, Solver, SolverInfo, SolverOptionError, record, value_of
 
 ROUNDING = 1e-13   # relative slack of sufficient-decrease tests for rounding errors
 
@@ -36,11 +36,11 @@ def backtracking(fun, x, theta, value, g, step, shrink=0.5, armijo=1e-4, max_hal
     return step
 
 
-def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8, checkpoint=False):
+def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8):
     """x <- x - step ∇f(x): fixed step_size, or backtracking (Armijo) when None."""
-    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
+    value_and_grad = api.value_and_grad(fun)
 
-    def run(x, theta):
+    def run(x, theta, trail=None):
         step = 1.0 if step_size is None else step_size
         previous = x
         for k in range(maxiter + 1):
@@ -50,19 +50,24 @@ def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8, checkpoint=F
                 break
             if step_size is None:
                 step = backtracking(fun, x, theta, value, g, 2 * step)
+            record(trail, step)
             previous, x = x, x - step * g
         return x, SolverInfo(k, residual, residual <= tol, step), previous
 
-    return Solver(run, api.grad(fun), _gradient_step(fun), symmetric=True)
+    gradient_step = _gradient_step(fun)
+    replay = Replay(lambda x0: x0, lambda x, theta, c: gradient_step(x, theta, c[0]),
+                    lambda x: x)
+    return Solver(run, api.grad(fun), lambda last, theta, info: gradient_step(
+        last, theta, info.step), symmetric=True, replay=replay)
 
 
 def _gradient_step(fun):
     grad = api.grad(fun)
-    return lambda last, theta, info: last - info.step * grad(last, theta)
+    return lambda x, theta, step: x - step * grad(x, theta)
 
 
 def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
-                    tol=1e-8, checkpoint=False):
+                    tol=1e-8):
     """Heavy ball, x+ = x - step ∇f(x) + weight (x - x_prev), or Nesterov's method,
     y = x + weight (x - x_prev), x+ = y - step ∇f(y). Both need a fixed step_size;
     on a quadratic, heavy ball converges for weight in [0, 1) and step < 2(1+weight)/L
@@ -71,9 +76,11 @@ def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
         raise SolverOptionError(
             f"{'nesterov' if nesterov else 'heavy_ball'} needs a fixed step_size, e.g. "
             f"1/L for an L-smooth objective (or use method='gd' with a line search)")
-    grad = per_iteration(api.grad(fun), checkpoint)
+    grad = api.grad(fun)
+    gradient_step = _gradient_step(fun)
+    scale = 1 + weight if nesterov else 1.0
 
-    def run(x, theta):
+    def run(x, theta, trail=None):
         previous, last = x, start(x)
         for k in range(maxiter + 1):
             y = x + weight * (x - previous) if nesterov else x
@@ -84,6 +91,7 @@ def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
             # The next y is scale (y - step g) + offset (Nesterov: y+ = x+ + w (x+ - x)).
             offset = -weight * x if nesterov else weight * (x - previous)
             last = (y, offset)
+            record(trail)
             previous, x = x, y - step_size * g + (0.0 if nesterov else offset)
         return y, SolverInfo(k, residual, residual <= tol, step_size), last
 
@@ -92,14 +100,25 @@ def momentum_method(fun, *, step_size, weight=0.9, nesterov=False, maxiter=1000,
 
     def momentum_step(last, theta, info):
         point, offset = last
-        scale = 1 + weight if nesterov else 1.0
-        return scale * (point - info.step * api.grad(fun)(point, theta)) + offset
+        return scale * gradient_step(point, theta, info.step) + offset
 
-    return Solver(run, grad, momentum_step, symmetric=True, start=start)
+    def advance(state, theta, _):
+        """(x, x_prev) -> (x+, x), the iteration of `run` on its state."""
+        x, previous = state
+        y = x + weight * (x - previous) if nesterov else x
+        return gradient_step(y, theta, step_size) + (
+            0.0 if nesterov else weight * (x - previous)), x
+
+    def output(state):
+        x, previous = state
+        return x + weight * (x - previous) if nesterov else x
+
+    return Solver(run, grad, momentum_step, symmetric=True, start=start,
+                  replay=Replay(lambda x0: (x0, x0), advance, output))
 
 
 def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1000,
-                      tol=1e-8, checkpoint=False):
+                      tol=1e-8):
     """min f(x; theta) + g(x; theta[1]), where fun(x, theta) is the smooth part and prox
     the proximal operator of g, whose parameter is theta[1]:
     x+ = prox(x - step ∇f(x), theta[1], step). FISTA when accelerated; backtracking on
@@ -112,12 +131,11 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
     def prox_step(x, theta, step):
         return prox(x - step * grad(x, theta), theta[1], step)
 
-    per_iteration_step = per_iteration(prox_step, checkpoint)
-    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
+    value_and_grad = api.value_and_grad(fun)
 
     def next_point(y, theta, step):
         if step_size is not None:
-            return per_iteration_step(y, theta, step), step
+            return prox_step(y, theta, step), step
         value, g = value_and_grad(y, theta)
         f = _concrete_fun(fun, theta)
         value, step = value_of(value), 2 * step
@@ -130,7 +148,7 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
             step *= 0.5
         return x, step
 
-    def run(x, theta):
+    def run(x, theta, trail=None):
         step = 1.0 if step_size is None else step_size
         y, t = x, 1.0
         for k in range(1, maxiter + 1):
@@ -139,15 +157,24 @@ def proximal_gradient(fun, prox, *, step_size=None, accelerated=False, maxiter=1
             residual = value_of(np.linalg.norm(x_new - y)) / step
             if accelerated:
                 t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+                record(trail, step, (t - 1) / t_new)
                 y, t = x_new + ((t - 1) / t_new) * (x_new - x), t_new
             else:
+                record(trail, step, 0.0)
                 y = x_new
             x = x_new
             if residual <= tol:
                 break
         return x, SolverInfo(k, residual, residual <= tol, step), last
 
+    def advance(state, theta, c):
+        """(x, y) -> (x+, y+) with the step and momentum coefficient in c."""
+        x, y = state
+        x_new = prox_step(y, theta, c[0])
+        return x_new, x_new + c[1] * (x_new - x)
+
     fixed_step = 1.0 if step_size is None else step_size
     return Solver(run, lambda x, theta: x - prox_step(x, theta, fixed_step),
                   lambda last, theta, info: prox_step(last, theta, info.step),
-                  symmetric=False)
+                  symmetric=False,
+                  replay=Replay(lambda x0: (x0, x0), advance, lambda state: state[0]))

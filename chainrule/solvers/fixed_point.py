@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Solver, SolverInfo, per_iteration, value_of
+from .common import Replay, Solver, SolverInfo, per_iteration, record, value_of
 
 
 def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
                           tol=1e-8, checkpoint=False):
     T_per_iteration = per_iteration(T, checkpoint)
 
-    def run(x, theta):
+    def run(x, theta, trail=None):
         images, residuals, previous = [], [], x
         for k in range(maxiter + 1):
             image = T_per_iteration(x, theta)
@@ -28,6 +28,7 @@ def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
             if residual <= tol or k == maxiter:
                 break
             previous = x
+            record(trail)
             if anderson:
                 images = (images + [image])[-anderson:]
                 residuals = (residuals + [difference])[-anderson:]
@@ -36,8 +37,10 @@ def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
                 x = image
         return x, SolverInfo(k, residual, residual <= tol), previous
 
+    replay = None if anderson else Replay(lambda x0: x0, lambda x, theta, _: T(x, theta),
+                                          lambda x: x)
     return Solver(run, lambda x, theta: x - T(x, theta),
-                  lambda last, theta, info: T(last, theta), symmetric=False)
+                  lambda last, theta, info: T(last, theta), symmetric=False, replay=replay)
 
 
 def _anderson_mix(images, residuals, regularization):

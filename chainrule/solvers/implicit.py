@@ -43,7 +43,7 @@ from ..transforms.batching import batch_size, batch_to_front, move_batch_axis, v
 from ..transforms.jvp import instantiate
 from .common import (DIFF_MODES, ON_NONCONVERGENCE, ClosedOverTracerError, SolverInfo,
                      check_choice, check_converged, check_no_closed_over_tracers,
-                     ravel_tree)
+                     ravel_tree, replay_in_segments)
 from .linear import solve_flat, solve_options
 
 INFO_AVALS = [Aval((), np.int64), Aval((), np.float64), Aval((), np.bool_),
@@ -212,14 +212,28 @@ def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergenc
             tree_unflatten(last_tree, outs[n + 4:]))
 
 
+def _plain(tree):
+    """The tree with each leaf's value in place of its tracers, where values exist."""
+    leaves, treedef = tree_flatten(tree)
+    return tree_unflatten(treedef, [leaf if concrete(leaf) is None else concrete(leaf)
+                                    for leaf in leaves])
+
+
 def differentiate(name, solver, init, theta, *, diff, tol, on_nonconvergence, linear,
-                  user_fn):
+                  user_fn, checkpoint=False):
     """(x, SolverInfo) of a `Solver`, with the derivative `diff` asks for; `user_fn` is
-    the user's function (checked for closed-over tracers where that matters)."""
+    the user's function (checked for closed-over tracers where that matters). With
+    checkpoint (diff="unroll"), a method with a `Replay` runs once untraced, recording
+    its iterations' constants, and is then replayed traced in checkpointed segments."""
     check_choice(diff, DIFF_MODES, "diff")
     check_choice(on_nonconvergence, ON_NONCONVERGENCE, "on_nonconvergence")
     if diff == "unroll":
-        x, info, _ = solver.run(init, theta)
+        if checkpoint and solver.replay is not None:
+            trail = []
+            _, info, _ = solver.run(_plain(init), _plain(theta), trail)
+            x = replay_in_segments(solver.replay, init, theta, trail)
+        else:
+            x, info, _ = solver.run(init, theta)
         info = _info_of(info)
         check_converged(name, info, tol, on_nonconvergence)
         return x, info

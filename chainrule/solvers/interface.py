@@ -9,10 +9,13 @@ and lets `differentiate` apply the `diff` mode:
 
 Common options: `diff` ("unroll" | "implicit" | "onestep"), `maxiter`, `tol` (on the
 method's own residual), `on_nonconvergence` ("warn" | "raise" | "ignore"),
-`return_info` (also return a SolverInfo), `checkpoint` (with diff="unroll": each
-iteration's gradient, Newton direction or map T is rematerialized in reverse mode, so
-only its inputs are stored; it must then be traceable without values, i.e. without
-Python control flow on array values), and for implicit derivatives and Newton steps
+`return_info` (also return a SolverInfo), `checkpoint` (with diff="unroll": the solver
+runs once untraced, recording its step sizes, then its iterations are replayed traced
+in about sqrt(k) checkpointed segments, so reverse mode stores about 2 sqrt(k) iterates
+instead of k, for one more forward run; L-BFGS and Anderson acceleration, whose
+iterations depend on a history, rematerialize each iteration's gradient or map
+instead. The iteration must be traceable without values, i.e. without Python control
+flow on array values), and for implicit derivatives and Newton steps
 the linear solver `solve` ("direct", "cholesky", "cg", "minres", "gmres", "bicgstab",
 "neumann"; default: "direct" up to 200 unknowns, else CG for minimization and GMRES
 otherwise) with `linear_tol`, `linear_maxiter` and the Neumann step `alpha`.
@@ -54,7 +57,7 @@ def _run(name, build, user_fn, x0, theta, *, diff, tol, on_nonconvergence, retur
     solver = build(flat_fn, linear)
     x, info = differentiate(name, solver, flat0, theta, diff=diff, tol=tol,
                             on_nonconvergence=on_nonconvergence, linear=linear,
-                            user_fn=flat_fn)
+                            user_fn=flat_fn, checkpoint=checkpoint)
     x = unravel(x)
     return (x, info) if return_info else x
 
@@ -86,7 +89,7 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
                                      "nonsmooth term (see chainrule.solvers.prox)"
                                      if proximal else "takes no prox; use method="
                                      "'prox_grad' or 'fista' for a nonsmooth term"))
-    budget = dict(tol=tol, checkpoint=checkpoint)
+    budget = dict(tol=tol)
     if maxiter is not None:
         budget["maxiter"] = maxiter
 
@@ -100,7 +103,8 @@ def minimize(fun, w0, theta=(), method="gd", *, diff="implicit", step_size=None,
             return newton(flat_fun, line_search=line_search, step_size=step_size,
                           linear=linear, **budget)
         if method == "lbfgs":
-            return lbfgs(flat_fun, linear=linear, memory=memory, **budget)
+            return lbfgs(flat_fun, linear=linear, memory=memory, checkpoint=checkpoint,
+                         **budget)
         return proximal_gradient(flat_fun, prox, step_size=step_size,
                                  accelerated=method == "fista", **budget)
 
@@ -135,7 +139,7 @@ def root(F, x0, theta=(), *, diff="implicit", maxiter=50, tol=1e-8, solve=None,
     """x with F(x, theta) = 0 by Newton's method (directions by `solve`); differentiable
     in theta."""
     return _run("root", lambda flat_F, linear: newton_root(
-        flat_F, linear=linear, maxiter=maxiter, tol=tol, checkpoint=checkpoint), F, x0,
+        flat_F, linear=linear, maxiter=maxiter, tol=tol), F, x0,
         theta, diff=diff, tol=tol, on_nonconvergence=on_nonconvergence,
         return_info=return_info, symmetric=False, solve=solve, linear_tol=linear_tol,
         linear_maxiter=linear_maxiter, alpha=alpha, wrap_fn=_vector_fn,

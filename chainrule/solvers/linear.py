@@ -191,7 +191,7 @@ def _shape(b, *args, **params):
 
 
 def _jvp(primals, tangents, outs, matvec, warm_start, **params):
-    (b, _, operands), (tb, _, t_operands) = _split(primals, warm_start), \
+    (_, _, operands), (tb, _, t_operands) = _split(primals, warm_start), \
         _split(tangents, warm_start)
     rhs = None if isinstance(tb, Zero) else tb
     if not all(isinstance(t, Zero) for t in t_operands):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import api
 from ..core.pytree import tree_flatten, tree_unflatten
-from .common import Solver, SolverInfo, per_iteration, value_of
+from .common import Replay, Solver, SolverInfo, per_iteration, record, value_of
 from .first_order import ROUNDING, _concrete_fun
 from .linear import solve_flat
 
@@ -64,16 +64,13 @@ def _line_search(f, x, value, slope, direction, shrink=0.5, armijo=1e-4):
     return step
 
 
-def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-8,
-           checkpoint=False):
+def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-8):
     """x <- x - step H⁻¹ ∇f: step = step_size when given (damped Newton), else 1 or from
     Armijo backtracking (line_search)."""
     hvp = hessian_vector_product(fun)
-    value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
-    direction_at = per_iteration(
-        lambda x, theta, g: _newton_direction(hvp, x, theta, g, linear), checkpoint)
+    value_and_grad, grad = api.value_and_grad(fun), api.grad(fun)
 
-    def run(x, theta):
+    def run(x, theta, trail=None):
         step = 1.0 if step_size is None else step_size
         last = _with_direction(x)
         for k in range(maxiter + 1):
@@ -81,21 +78,26 @@ def newton(fun, *, line_search=True, step_size=None, linear, maxiter=50, tol=1e-
             residual = value_of(np.linalg.norm(g))
             if residual <= tol or k == maxiter:
                 break
-            direction = direction_at(x, theta, g)                 # H⁻¹ ∇f
+            direction = _newton_direction(hvp, x, theta, g, linear)     # H⁻¹ ∇f
             if line_search and step_size is None:
                 step = _line_search(_concrete_fun(fun, theta), api.concrete(x),
                                     value_of(value), -value_of(np.sum(g * direction)),
                                     -api.concrete(direction))
+            record(trail, step)
             last = (x, direction)
             x = x - step * direction
         return x, SolverInfo(k, residual, residual <= tol, step), last
 
     def newton_step(last, theta, info):
         x, direction = last
-        return x - info.step * _newton_direction(hvp, x, theta, api.grad(fun)(x, theta),
-                                                 linear, guess=direction)
+        return x - info.step * _newton_direction(hvp, x, theta, grad(x, theta), linear,
+                                                 guess=direction)
 
-    return Solver(run, api.grad(fun), newton_step, symmetric=True, start=_with_direction)
+    def advance(x, theta, c):
+        return x - c[0] * _newton_direction(hvp, x, theta, grad(x, theta), linear)
+
+    return Solver(run, grad, newton_step, symmetric=True, start=_with_direction,
+                  replay=Replay(lambda x0: x0, advance, lambda x: x))
 
 
 def lbfgs(fun, *, linear, memory=10, maxiter=500, tol=1e-8, checkpoint=False):
@@ -106,7 +108,7 @@ def lbfgs(fun, *, linear, memory=10, maxiter=500, tol=1e-8, checkpoint=False):
     approximates the inverse Hessian."""
     value_and_grad = per_iteration(api.value_and_grad(fun), checkpoint)
 
-    def run(x, theta):
+    def run(x, theta, trail=None):
         pairs, last = [], None
         step = 1.0
         value, g = value_and_grad(x, theta)
@@ -163,22 +165,21 @@ def _two_loop(g, pairs, gamma):
     return q
 
 
-def newton_root(fun, *, linear, maxiter=50, tol=1e-8, checkpoint=False):
+def newton_root(fun, *, linear, maxiter=50, tol=1e-8):
     """Newton's method for F(x, theta) = 0: x <- x - J⁻¹ F, J applied by JVPs of F."""
     def jacobian_vector_product(x, theta, v):
         return api.jvp(lambda z: fun(z, theta), (x,), (v,))[1]
 
-    direction_at = per_iteration(lambda x, theta, residual_vector: _newton_direction(
-        jacobian_vector_product, x, theta, residual_vector, linear), checkpoint)
-
-    def run(x, theta):
+    def run(x, theta, trail=None):
         last = _with_direction(x)
         for k in range(maxiter + 1):
             residual_vector = fun(x, theta)
             residual = value_of(np.linalg.norm(residual_vector))
             if residual <= tol or k == maxiter:
                 break
-            direction = direction_at(x, theta, residual_vector)      # J⁻¹ F
+            direction = _newton_direction(jacobian_vector_product, x, theta,
+                                          residual_vector, linear)          # J⁻¹ F
+            record(trail)
             last = (x, direction)
             x = x - direction
         return x, SolverInfo(k, residual, residual <= tol), last
@@ -188,4 +189,9 @@ def newton_root(fun, *, linear, maxiter=50, tol=1e-8, checkpoint=False):
         return x - _newton_direction(jacobian_vector_product, x, theta, fun(x, theta),
                                      linear, guess=direction)
 
-    return Solver(run, fun, newton_step, symmetric=False, start=_with_direction)
+    def advance(x, theta, _):
+        return x - _newton_direction(jacobian_vector_product, x, theta, fun(x, theta),
+                                     linear)
+
+    return Solver(run, fun, newton_step, symmetric=False, start=_with_direction,
+                  replay=Replay(lambda x0: x0, advance, lambda x: x))
