@@ -118,7 +118,8 @@ def _batched_call(prim, make, args, dims, call):
 
 def _flat_vmap(rule, fun, dims):
     """vmap of fun (flat leaves -> flat leaves) named after the user's rule."""
-    return vmap(functools.wraps(rule)(fun), in_axes=dims)
+    fun.__name__ = fun.__qualname__ = rule.__name__
+    return vmap(fun, in_axes=dims)
 
 
 def _batched_custom_jvp(example, dims):
