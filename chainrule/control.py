@@ -23,7 +23,8 @@ inside any trace; their rules work on the sub-graphs:
   linear equations; `transpose_graph` evaluates the first and transposes the second.
 - Batching: the same primitive over the batched sub-graph(s); cond with a batched
   predicate evaluates both branches and selects, while_loop with a batched predicate
-  runs until every example is done and freezes the finished ones.
+  runs until every example is done and freezes the finished ones; scan keeps the
+  carries that are the same for every example (a counter) unbatched.
 
 Reverse mode through while_loop: when the values are known (eager mode, also under
 nested derivatives), the loop's trip count n is read and it is differentiated as a scan
