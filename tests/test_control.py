@@ -372,6 +372,17 @@ def test_second_order_through_while_loop_under_vmap(order):
         assert_blocks_close([[b[k] for b in row] for row in got], want)
 
 
+def test_hessian_of_while_loop_under_vmap_with_batch_axes_in_other_positions():
+    xs, ws = np.array([[0.3, 0.2], [0.01, 0.02], [1.0, 2.0]]), normal(3, 2) * 0.3
+    hess = SECOND_ORDER["hessian"](counted)
+    got = cr.vmap(hess, in_axes=(1, 0))(xs.T, ws)
+    for k in range(3):
+        assert_blocks_close([[b[k] for b in row] for row in got], hess(xs[k], ws[k]))
+    got = cr.vmap(hess, in_axes=(None, 1))(xs[0], ws.T)
+    for k in range(3):
+        assert_blocks_close([[b[k] for b in row] for row in got], hess(xs[0], ws[k]))
+
+
 def test_second_order_through_while_loop_against_finite_differences():
     """The derivative loops' own JVP and transpose rules (traced inside jit and vmap,
     then differentiated) against finite differences, up to third order."""
