@@ -127,3 +127,22 @@ def test_unroll_inside_vmap_says_to_use_implicit():
     f = lambda c: S.root(F, np.zeros(3), c, diff="unroll")
     with pytest.raises(cr.ConcretizationError, match="diff='unroll' cannot run there"):
         cr.vmap(f)(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["gd", "nesterov", "newton", "lbfgs", "prox_grad"])
+@pytest.mark.parametrize("diff", ["implicit", "onestep"])
+def test_minimize_batches_like_a_loop(method, diff):
+    # Each method's `last` (previous iterate, direction, L-BFGS pairs, momentum offset)
+    # is stacked per example and its one-step map vmapped.
+    X = np.concatenate([2 * np.eye(4), 0.3 * rng.standard_normal((6, 4))])   # cond ~ 2
+    y = rng.standard_normal(10)
+    options = dict(step_size=0.1) if method in ("gd", "nesterov", "prox_grad") else {}
+    if method == "prox_grad":
+        options.update(prox=S.prox.l1, prox_theta=0.05)
+    solve = lambda lam: S.minimize(
+        lambda w, lam: 0.5 * np.sum((X @ w - y) ** 2) + 0.5 * lam * np.sum(w * w),
+        np.zeros(4), lam, method=method, diff=diff, tol=1e-10, maxiter=3000, **options)
+    lams = np.array([0.5, 1.0, 2.0])
+    np.testing.assert_allclose(cr.vmap(solve)(lams), looped(solve, (0,), lams), atol=1e-9)
+    np.testing.assert_allclose(cr.vmap(cr.jacrev(solve))(lams),
+                               looped(cr.jacfwd(solve), (0,), lams), atol=1e-9)
