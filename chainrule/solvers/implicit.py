@@ -40,7 +40,7 @@ from ..core.primitive import Zero, primitive
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import Tracer, concrete
 from ..transforms.batching import batch_size, batch_to_front, move_batch_axis, vmap
-from ..transforms.jvp import instantiate
+from ..transforms.jvp import jvp_flat
 from .common import (DIFF_MODES, ON_NONCONVERGENCE, ClosedOverTracerError, SolverInfo,
                      check_choice, check_converged, check_no_closed_over_tracers,
                      ravel_tree, replay_in_segments)
@@ -105,14 +105,19 @@ class RootProblem:
             np.asarray(v, a.dtype) for v, a in zip(tree_flatten(last)[0], self.last_avals))
 
     def tangent(self, x_leaves, theta_leaves, dtheta_leaves):
-        """Leaves of dx = -(∂ₓF)⁻¹ ∂θF dθ at the solution x (implicit function theorem)."""
+        """Leaves of dx = -(∂ₓF)⁻¹ ∂θF dθ at the solution x (implicit function theorem);
+        dtheta_leaves holds None for the parameters without a tangent (data, often the
+        largest arrays: their zero tangents are neither made nor multiplied)."""
         x = tree_unflatten(self.init_tree, x_leaves)
-        theta = tree_unflatten(self.theta_tree, theta_leaves)
-        dtheta = tree_unflatten(self.theta_tree, dtheta_leaves)
-        _, dF = api.jvp(lambda th: self.optimality(x, th), (theta,), (dtheta,))
-        dx = solve_flat(self.matvec, -ravel_tree(dF)[0], list(x_leaves) + list(theta_leaves),
-                        self.linear)
-        return tree_flatten(ravel_tree(x)[1](dx))[0]
+        _, (dF,) = jvp_flat(lambda *th: [ravel_tree(self.optimality(
+            x, tree_unflatten(self.theta_tree, th)))[0]],
+            [leaf if hasattr(leaf, "shape") else np.asarray(leaf) for leaf in theta_leaves],
+            dtheta_leaves)
+        flat_x, unravel = ravel_tree(x)
+        if dF is None:                     # F does not depend on the moving parameters
+            return tree_flatten(unravel(np.zeros(aval_of(flat_x).shape)))[0]
+        dx = solve_flat(self.matvec, -dF, list(x_leaves) + list(theta_leaves), self.linear)
+        return tree_flatten(unravel(dx))[0]
 
 
 class BatchedRootProblem:
@@ -139,8 +144,15 @@ class BatchedRootProblem:
         return tuple(np.stack(outs) for outs in zip(*examples))
 
     def tangent(self, x_leaves, theta_leaves, dtheta_leaves):
-        return vmap(self.inner.tangent, in_axes=(0, self.theta_dims, self.theta_dims))(
-            list(x_leaves), list(theta_leaves), list(dtheta_leaves))
+        moving = [t is not None for t in dtheta_leaves]
+
+        def example(x_leaves, theta_leaves, moving_tangents):
+            tangents = iter(moving_tangents)
+            return self.inner.tangent(x_leaves, theta_leaves,
+                                      [next(tangents) if m else None for m in moving])
+        dims = [d for d, m in zip(self.theta_dims, moving) if m]
+        return vmap(example, in_axes=(0, self.theta_dims, dims))(
+            list(x_leaves), list(theta_leaves), [t for t in dtheta_leaves if t is not None])
 
 
 def _root_jvp(primals, tangents, outs, problem):
@@ -149,7 +161,7 @@ def _root_jvp(primals, tangents, outs, problem):
     if all(isinstance(t, Zero) for t in tangents[n:]):
         return zeros
     dx = problem.tangent(list(outs[:n]), list(primals[n:]),
-                         [instantiate(t) for t in tangents[n:]])
+                         [None if isinstance(t, Zero) else t for t in tangents[n:]])
     return list(dx) + zeros[n:]
 
 
