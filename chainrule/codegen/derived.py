@@ -7,7 +7,8 @@ source of their derivatives is standalone NumPy like the rest:
 - custom_jvp_call, custom_vjp_call, custom_vjp_lin: the user's function (or, for
   custom_vjp_lin, the transposed bwd rule) traced once on the equation's shapes into a
   function of the module. Their derivatives were traced into the graph already; what
-  remains is the function itself, which chainrule traced to get its shapes.
+  remains is the function itself, which chainrule traced to get its shapes;
+- pinv (chainrule.linalg, in tria's derivative): np.linalg.pinv with the same cutoff.
 """
 from __future__ import annotations
 
