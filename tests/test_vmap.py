@@ -299,14 +299,15 @@ def test_custom_vjp_batched_with_the_users_rules():
     check_grads(total, (xs, y), order=2)
 
 
-def test_custom_vjp_with_untraceable_bwd_under_vmap():
-    """bwd on arrays may call code chainrule cannot trace: then it runs per example."""
+def test_custom_vjp_with_untraceable_fwd_and_bwd_under_vmap():
+    """fwd and bwd on arrays may call code chainrule cannot trace: then they run once
+    per example."""
     @cr.custom_vjp
     def solve(a, b):
         return np.linalg.solve(a, b)
 
     def solve_fwd(a, b):
-        x = np.linalg.solve(a, b)
+        x = np.linalg.solve(np.asarray(a), np.asarray(b))       # np.asarray: not traceable
         return x, (a, x)
 
     def solve_bwd(res, ct):

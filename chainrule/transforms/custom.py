@@ -33,7 +33,7 @@ from ..core.ir import aval_of
 from ..core.primitive import Zero, primitive
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import Tracer, trace_flat
-from .batching import vmap
+from .batching import batch_size, vmap
 from .jvp import instantiate, jvp_graph
 from .transpose import backward_pass
 
@@ -246,20 +246,29 @@ def _batched_custom_vjp(example, dims):
         return [_leaf(o) for o in out_leaves], [_leaf(r) for r in res_leaves]
 
     def bwd(res, cts):
-        try:
-            per_example = vmap(lambda r, c: _bwd_leaves(example, r, c))(res, cts)
-        except ChainruleError:
-            if _has_tracer(res + cts):
-                raise
-            # On arrays, a bwd that cannot be traced (SciPy, a C library) still runs:
-            # once per example (any other error it raises shows again here).
-            per_example = [np.stack(c) for c in zip(*[
-                _bwd_leaves(example, [r[i] for r in res], [c[i] for c in cts])
-                for i in range(len(cts[0]))])]
+        per_example = _vmapped_or_looped(
+            lambda *xs: _bwd_leaves(example, list(xs[:len(res)]), list(xs[len(res):])),
+            list(res) + list(cts), (0,) * (len(res) + len(cts)))
         return tuple(np.sum(c, axis=0) if d is None else np.moveaxis(c, 0, d)
                      for c, d in zip(per_example, dims))
-    batched.defvjp(_flat_vmap(rule, fwd_leaves, dims), bwd)
+    batched.defvjp(lambda *xs: _vmapped_or_looped(fwd_leaves, xs, dims), bwd)
     return batched
+
+
+def _vmapped_or_looped(fun, leaves, dims):
+    """vmap(fun, in_axes=dims)(*leaves). Reverse mode calls fwd and bwd on arrays, where
+    they may call code chainrule cannot trace (SciPy, a C library): then fun runs once
+    per example and the results are stacked (any other error shows again there)."""
+    try:
+        return vmap(fun, in_axes=dims)(*leaves)
+    except ChainruleError:
+        size = batch_size(leaves, dims)
+        if _has_tracer(leaves) or not size:
+            raise
+        results = [tree_flatten(fun(*[x if d is None else np.take(x, i, axis=d)
+                                      for x, d in zip(leaves, dims)])) for i in range(size)]
+        return tree_unflatten(results[0][1], [np.stack(xs) for xs in
+                                              zip(*[flat for flat, _ in results])])
 
 
 custom_vjp_call_p = _call_primitive(
