@@ -17,13 +17,14 @@ from . import ops  # noqa: F401  (registers every primitive)
 from .core.errors import NonDifferentiableError, ShapeError
 from .core.ir import Literal, aval_of
 from .core.pytree import tree_flatten, tree_map, tree_unflatten
-from .core.trace import Tracer, concrete as _concrete, trace_flat
+from .core.trace import Tracer, concrete as _concrete, trace_flat, tracing
 from .core.trace import eval_graph
 from .ops.elementwise import stop_gradient_p
 from .core.primitive import Zero
 from .transforms.basis import apply_structured, identity_basis
 from .transforms.batching import vmap_graph_eval
 from .transforms.jvp import instantiate, jvp_flat, linearize_flat
+from .transforms.tape import tape_flat
 from .transforms.transpose import backward_pass
 
 
@@ -94,6 +95,29 @@ class _Linearized(_Flattened):
     def linearize(self):
         return self.lin
 
+    def pull(self, ct_leaves):
+        """Cotangents of the leaves (Zero or None where nothing flows back)."""
+        cts = iter(backward_pass(self.lin, ct_leaves))
+        return [next(cts) if _is_float(x) else None for x in self.leaves]
+
+
+class _Taped(_Flattened):
+    """A function run once on arrays, recording a tape of per-operation VJPs (eager
+    reverse mode at the bottom level: see transforms/tape.py)."""
+
+    def __init__(self, fun, args, argnums, has_aux=False):
+        super().__init__(fun, args, argnums, has_aux)
+        self.outs, self.pull = tape_flat(self.flat_fun, self.leaves,
+                                         [_is_float(x) for x in self.leaves])
+
+
+def _reverse(fun, args, argnums, has_aux):
+    """The function run for reverse mode: on a tape when called on arrays outside any
+    transformation, else linearized (its tracers then belong to the enclosing ones)."""
+    on_arrays = not tracing() and not any(isinstance(x, Tracer) for x in tree_flatten(
+        tuple(args[i] for i in argnums))[0])
+    return (_Taped if on_arrays else _Linearized)(fun, args, argnums, has_aux)
+
 
 def _concrete_or_self(x):
     """Auxiliary outputs leave the trace as their values (not differentiated)."""
@@ -119,7 +143,7 @@ def _check_differentiable(traced, what):
                 f"argument out of argnums.")
 
 
-def _pullback(traced, lin):
+def _pullback(traced):
     def pullback(ct):
         ct_leaves, ct_tree = tree_flatten(ct)
         if ct_tree != traced.out_tree:
@@ -131,9 +155,9 @@ def _pullback(traced, lin):
                                  f"shape {np.shape(o)}")
         ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, aval_of(o).dtype)
                      for c, o in zip(ct_leaves, traced.outs)]
-        cts = iter(backward_pass(lin, ct_leaves))
-        flat = [instantiate(next(cts)) if _is_float(x) else np.zeros(np.shape(x))
-                for x in traced.leaves]
+        flat = [instantiate(c) if c is not None else np.zeros(
+                    np.shape(x), aval_of(x).dtype if _is_float(x) else float)
+                for c, x in zip(traced.pull(ct_leaves), traced.leaves)]
         return tree_unflatten(traced.in_tree, flat)
     return pullback
 
@@ -143,8 +167,8 @@ def _pullback(traced, lin):
 def vjp(fun, *primals, has_aux=False):
     """(fun(*primals), pullback) where pullback(cotangent) returns one cotangent per
     primal, each shaped like it. With has_aux, also returns fun's auxiliary output."""
-    traced = _Linearized(fun, primals, range(len(primals)), has_aux)
-    pullback = _pullback(traced, traced.linearize())
+    traced = _reverse(fun, primals, range(len(primals)), has_aux)
+    pullback = _pullback(traced)
     return (traced.output(), pullback, traced.aux) if has_aux else \
         (traced.output(), pullback)
 
@@ -155,7 +179,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
-        traced = _Linearized(lambda *a: fun(*a, **kwargs), args, nums, has_aux)
+        traced = _reverse(lambda *a: fun(*a, **kwargs), args, nums, has_aux)
         _check_differentiable(traced, "grad")
         if len(traced.outs) != 1 or np.shape(traced.outs[0]) != ():
             shapes = [np.shape(o) for o in traced.outs]
@@ -167,7 +191,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         if not _is_float(out):
             raise NonDifferentiableError(
                 f"grad needs a floating-point output, got dtype {aval_of(out).dtype}")
-        grads = _pullback(traced, traced.linearize())(
+        grads = _pullback(traced)(
             tree_unflatten(traced.out_tree, [np.ones((), aval_of(out).dtype)]))
         grads = grads[0] if isinstance(argnums, int) else grads
         value = traced.output()

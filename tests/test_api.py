@@ -178,7 +178,7 @@ def test_graph_printer_golden():
     assert text == """{ lambda w:f64[3] x:f64[2,3] .
   a:f64[2] = contract[spec=('ij', 'j', 'i')] x w
   b:f64[2] = tanh a
-  c:f64[2] = power b 2.0
+  c:f64[2] = square b
   d:f64[] = reduce_sum[axes=(0,)] c
   return d }"""
     cr.make_graph(loss)(np.ones(3), np.ones((2, 3))).verify()

@@ -36,12 +36,34 @@ import numpy as np
 from .ir import Aval
 from .trace import bind as _bind
 
-impl_rules: dict = {}
-shape_rules: dict = {}
-jvp_rules: dict = {}
-transpose_rules: dict = {}
-batch_rules: dict = {}
-diagonal_rules: dict = {}
+class RuleTable(dict):
+    """A table of rules. Every change counts in `RuleTable.version`, which caches of
+    rules derived from these (the tape's VJP templates) compare against."""
+    version = 0
+
+    def __setitem__(self, key, rule):
+        RuleTable.version += 1
+        super().__setitem__(key, rule)
+
+    def __delitem__(self, key):
+        RuleTable.version += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        RuleTable.version += 1
+        return super().pop(*args)
+
+    def update(self, *args, **kwargs):
+        RuleTable.version += 1
+        super().update(*args, **kwargs)
+
+
+impl_rules = RuleTable()
+shape_rules = RuleTable()
+jvp_rules = RuleTable()
+transpose_rules = RuleTable()
+batch_rules = RuleTable()
+diagonal_rules = RuleTable()
 
 
 class Primitive:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
+
 _registry: dict = {}
 
 
@@ -62,6 +64,8 @@ def _node(x):
 
 
 def tree_flatten(tree) -> tuple[list, TreeDef]:
+    if type(tree) is np.ndarray:        # the common case, quickly
+        return [tree], LEAF
     leaves: list = []
 
     def go(x):
@@ -76,6 +80,8 @@ def tree_flatten(tree) -> tuple[list, TreeDef]:
 
 
 def tree_unflatten(treedef: TreeDef, leaves) -> Any:
+    if treedef is LEAF:
+        return leaves[0]
     it = iter(leaves)
 
     def go(td):

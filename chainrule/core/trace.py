@@ -164,6 +164,11 @@ def bind(prim, args, params):
     return top.process(prim, args, params)
 
 
+def tracing() -> bool:
+    """Whether any trace is open (a transformation is running)."""
+    return bool(_trace_stack)
+
+
 @contextmanager
 def new_trace(abstract: bool = False, record_source: bool = False, kind=None):
     """Opens a trace one level above the current ones (a `Trace`, or another kind of

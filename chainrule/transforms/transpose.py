@@ -23,6 +23,16 @@ def _accumulate(cts, atoms, args, new_cts):
             cts[a] = add_tangents(cts[a], ct) if a in cts else ct
 
 
+def pop_cotangents(cts: dict, keys) -> list | None:
+    """Removes the cotangents of `keys` from `cts` and returns them (None for those
+    that never arrived), or None when none did."""
+    if len(keys) == 1:
+        ct = cts.pop(keys[0], None)
+        return None if ct is None else [ct]
+    pulled = [cts.pop(k, None) for k in keys]
+    return None if all(c is None for c in pulled) else pulled
+
+
 def backward_pass(graph, out_cts) -> list:
     """Cotangents of graph.invars given cotangents of graph.outvars (Zero allowed).
     The graph's constvars and literals are the residuals; every other Var is linear."""
@@ -33,16 +43,10 @@ def backward_pass(graph, out_cts) -> list:
                    for v in graph.outvars]
     _accumulate(cts, graph.outvars, linear_outs, out_cts)
     for e in reversed(graph.eqns):
-        if len(e.outputs) == 1:
-            ct = cts.pop(e.outputs[0], None)
-            if ct is None:
-                continue
-            outs = [ct]
-        else:
-            outs = [cts.pop(v, None) for v in e.outputs]
-            if all(c is None for c in outs):
-                continue
-            outs = [Zero(v.aval) if c is None else c for v, c in zip(e.outputs, outs)]
+        outs = pop_cotangents(cts, e.outputs)
+        if outs is None:
+            continue
+        outs = [Zero(v.aval) if c is None else c for v, c in zip(e.outputs, outs)]
         args = [a.value if type(a) is Literal else consts[a] if a in consts
                 else UndefinedPrimal(a.aval) for a in e.inputs]
         rule = transpose_rules.get(e.prim)
