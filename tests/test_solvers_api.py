@@ -226,3 +226,16 @@ def test_jacrev_of_checkpointed_unrolled_root():
     c = np.array([1.0, 2.0, -1.0])
     np.testing.assert_allclose(cr.jacrev(_checkpointed_root)(c),
                                cr.jacfwd(_checkpointed_root)(c), atol=1e-12)
+
+
+def test_backtracking_gradient_descent_reaches_a_tight_tolerance():
+    # Near the minimum the decrease of a step falls below the rounding error of the
+    # objective (|f| ~ 1 here): the line search used to accept ever larger steps by
+    # chance there and stalled at |g| ~ 1e-6.
+    A = np.concatenate([2 * np.eye(4), 0.3 * rng.standard_normal((6, 4))])
+    b = rng.standard_normal(10)
+    f = lambda w, lam: 0.5 * np.sum((A @ w - b) ** 2) + 0.5 * lam * np.sum(w * w)
+    w, info = S.minimize(f, np.zeros(4), 1.0, method="gd", tol=1e-10, maxiter=3000,
+                         return_info=True, on_nonconvergence="raise")
+    assert info.converged and info.residual <= 1e-10
+    np.testing.assert_allclose(w, np.linalg.solve(A.T @ A + np.eye(4), A.T @ b), atol=1e-10)

@@ -25,10 +25,15 @@ def _concrete_fun(fun, theta):
 
 
 def backtracking(fun, x, theta, value, g, step, shrink=0.5, armijo=1e-4, max_halvings=60):
-    """Largest step in {step, step/2, ...} with sufficient decrease along -g (up to the
-    rounding error of the objective)."""
-    f = _concrete_fun(fun, theta)
+    """Largest step in {2 step, step, step/2, ...} with sufficient decrease along -g (up
+    to the rounding error of the objective). Once the decrease a step can make is below
+    that rounding error, values cannot tell steps apart: the step is kept (testing
+    would accept ever larger ones by chance and stall the iteration)."""
     value, slope = value_of(value), value_of(np.sum(g * g))
+    if step * slope <= ROUNDING * abs(value):
+        return step
+    f = _concrete_fun(fun, theta)
+    step = 2 * step
     for _ in range(max_halvings):
         if f(x - step * g) <= value - armijo * step * slope + ROUNDING * abs(value):
             return step
@@ -49,7 +54,7 @@ def gradient_descent(fun, *, step_size=None, maxiter=500, tol=1e-8):
             if residual <= tol or k == maxiter:
                 break
             if step_size is None:
-                step = backtracking(fun, x, theta, value, g, 2 * step)
+                step = backtracking(fun, x, theta, value, g, step)
             record(trail, step)
             previous, x = x, x - step * g
         return x, SolverInfo(k, residual, residual <= tol, step), previous
