@@ -146,3 +146,18 @@ def test_singular_implicit_system_raises_instead_of_an_arbitrary_derivative():
         lambda init, theta: np.zeros(1))
     with pytest.raises(S.SingularSystemError, match="Jacobian of the optimality function"):
         cr.grad(lambda t: np.sum(solver(np.zeros(1), t)))(np.zeros(1))
+
+
+def test_a_guess_that_solves_the_system_stops_the_krylov_solver_at_once():
+    from chainrule.solvers.linear import solve_flat, solve_options
+    exact = np.linalg.solve(SPD, b)
+
+    def solve(b, guess=None, maxiter=1):                          # one iteration only
+        options = solve_options("cg", True, 1e-10, maxiter, 1.0, "raise")
+        return solve_flat(lambda ops, v: ops[0] @ v, b, [SPD], options, guess)
+    with pytest.raises(S.NonConvergenceError, match="after 1 iteration"):
+        solve(b)
+    np.testing.assert_allclose(solve(b, exact), exact, rtol=1e-12)
+    # The guess has no derivative (the tangent system is solved from scratch).
+    np.testing.assert_allclose(cr.jacfwd(lambda b: solve(b, exact, maxiter=100))(b),
+                               np.linalg.inv(SPD), rtol=1e-8)

@@ -28,7 +28,9 @@ system. The solve always runs on concrete arrays (a primitive's implementation).
   the spectrum of αA lies in (0, 2); equal to K gradient steps started at the solution.
 
 Krylov and Neumann solve the blocks as one block-diagonal system, with the tolerance
-of the block with the smallest right-hand side. The relative residual |A x - b| / |b|
+of the block with the smallest right-hand side. The Krylov solvers can start from a
+guess (an input of the primitive, without derivative), e.g. the solution of the same
+system found by an untraced solver: they then stop at once. The relative residual |A x - b| / |b|
 of every block is checked against `tol`; a solve that misses it (or breaks down) is
 reported by the `on_nonconvergence` policy.
 """
