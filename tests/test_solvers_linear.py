@@ -161,3 +161,11 @@ def test_a_guess_that_solves_the_system_stops_the_krylov_solver_at_once():
     # The guess has no derivative (the tangent system is solved from scratch).
     np.testing.assert_allclose(cr.jacfwd(lambda b: solve(b, exact, maxiter=100))(b),
                                np.linalg.inv(SPD), rtol=1e-8)
+
+
+def test_matvec_branching_on_values_is_refused_with_a_message():
+    def matvec(v, M):
+        return M @ v if np.sum(v) > 0 else 2 * (M @ v)
+    with pytest.raises(cr.ConcretizationError, match="traces its matvec once with shapes "
+                                                     "only.*np.where or chainrule.cond"):
+        S.linear_solve(matvec, b, SPD)
