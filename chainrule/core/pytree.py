@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
-import numpy as np
-
 _registry: dict = {}
 
 
@@ -64,7 +62,7 @@ def _node(x):
 
 
 def tree_flatten(tree) -> tuple[list, TreeDef]:
-    if type(tree) is np.ndarray:        # the common case, quickly
+    if type(tree) not in _registry and not isinstance(tree, tuple):     # a leaf, quickly
         return [tree], LEAF
     leaves: list = []
 

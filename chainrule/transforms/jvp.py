@@ -134,13 +134,15 @@ class JVPTrace:
             primals.append(a)
             tangents.append(t)
         out = prim.bind(*primals, **params) if lower else prim.impl(*primals, **params)
-        outs = list(out) if prim.multiple_results else [out]
+        if not prim.multiple_results:
+            live = live and out.dtype.kind in "fc"
+            return JVPTracer(self, out, self._tangents(prim, primals, tangents, [out], params)[0]
+                             if live else None)
+        outs = list(out)
         if live and any(o.dtype.kind in "fc" for o in outs):
             out_tangents = self._tangents(prim, primals, tangents, outs, params)
         else:
             out_tangents = [None] * len(outs)
-        if not prim.multiple_results:
-            return JVPTracer(self, out, out_tangents[0])
         return [JVPTracer(self, o, t) for o, t in zip(outs, out_tangents)]
 
     def _tangents(self, prim, primals, tangents, outs, params):
