@@ -114,3 +114,14 @@ def test_jit_source_of_custom_rules_is_standalone():
             np.testing.assert_allclose(got, want, rtol=1e-12)
     text = cr.source(lambda x, y: cr.jvp(f, (x, y), (y, x))[1], x, y)
     assert "def softplus(" in text and "def scaled_exp_forward(" in text
+    weights = np.linspace(0.5, 1.5, 40)               # a constant of the generated module
+
+    @cr.custom_jvp
+    def weighted(x):
+        return np.sin(x) * weights
+
+    weighted.defjvp(lambda p, t: (weighted(p[0]), np.cos(p[0]) * weights * t[0]))
+    g = cr.grad(lambda x: np.sum(weighted(x) ** 2))
+    x = np.linspace(-1.0, 1.0, 40)
+    assert "impl_" not in cr.source(g, x)
+    np.testing.assert_allclose(cr.jit(g)(x), g(x), rtol=1e-12)

@@ -8,14 +8,15 @@ source of their derivatives is standalone NumPy like the rest:
   custom_vjp_lin, the transposed bwd rule) traced once on the equation's shapes into a
   function of the module. Their derivatives were traced into the graph already; what
   remains is the function itself, which chainrule traced to get its shapes;
-- pinv (chainrule.linalg, in tria's derivative): np.linalg.pinv with the same cutoff.
+- tria and qr_tria (chainrule.linalg): their implementation traced likewise (the QR,
+  then gathers for the signs and the padding); pinv: np.linalg.pinv with its cutoff.
 """
 from __future__ import annotations
 
 from .. import control, linalg
 from ..core.trace import trace_flat
 from ..transforms import custom
-from ..transforms.batching import inline_consts
+from ..transforms.batching import closed
 from .emitters import NAMESPACE, _carries, _register, _targets, dtype_source
 
 
@@ -61,14 +62,15 @@ def _while_tangent_transpose(ctx, *args, cond, body, tangent_body, num_cond_cons
 
 
 def _traced_impl(suffix=""):
-    """Emitter of a custom-rule primitive: its implementation (NumPy code chainrule can
-    trace) as a function of the module, named after the user's function."""
+    """Emitter of a primitive whose implementation is NumPy code chainrule can trace:
+    that code as a function of the module, named after the user's function for a
+    custom rule's call, else after the primitive."""
     def emit(ctx, *args, **params):
         prim = ctx.eqn.prim
         graph, _, _ = trace_flat(lambda *xs: list(prim.impl(*xs, **params)), ctx.in_avals,
                                  abstract=True)
-        fn = ctx.function(inline_consts(graph), f"{params['call']}{suffix}")
-        return f"{fn}({', '.join(args)})"
+        fn = ctx.function(closed(graph), f"{params.get('call', prim.name)}{suffix}")
+        return f"{fn}({', '.join([ctx.const(c) for c in graph.consts] + list(args))})"
     return emit
 
 
@@ -77,4 +79,6 @@ _register(control.while_tangent_transpose_p, _while_tangent_transpose, view=True
 _register(custom.custom_jvp_call_p, _traced_impl(), view=True)
 _register(custom.custom_vjp_call_p, _traced_impl(), view=True)
 _register(custom.custom_vjp_lin_p, _traced_impl("_forward"), view=True)
+_register(linalg.tria_p, _traced_impl())
+_register(linalg.qr_tria_p, _traced_impl())
 _register(linalg.pinv_p, lambda ctx, a: f"{NAMESPACE}.linalg.pinv({a}, rtol={linalg.PINV_RTOL!r})")
