@@ -9,6 +9,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..core.errors import ChainruleError, ConcretizationError
+from ..core.ir import aval_of
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..control import checkpoint as remat, scan
 from ..core.trace import Tracer, concrete, trace_flat
@@ -166,10 +167,14 @@ def tree_vdot(a, b):
 
 def closed_over_tracers(fn, args) -> list:
     """The traced values (of transformations in progress) that fn(*args) reads without
-    receiving them as arguments. Costs one evaluation of fn."""
+    receiving them as arguments. fn is traced with shapes only (no arithmetic on the
+    data), or with values when it branches on them."""
     leaves, treedef = tree_flatten(tuple(args))
-    graph, _, _ = trace_flat(lambda *ls: tree_flatten(fn(*tree_unflatten(treedef, ls)))[0],
-                             leaves)
+    flat = lambda *ls: tree_flatten(fn(*tree_unflatten(treedef, ls)))[0]
+    try:
+        graph, _, _ = trace_flat(flat, [aval_of(leaf) for leaf in leaves], abstract=True)
+    except ConcretizationError:
+        graph, _, _ = trace_flat(flat, leaves)
     return [c for c in graph.consts if isinstance(c, Tracer)]
 
 
