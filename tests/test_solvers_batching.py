@@ -146,3 +146,13 @@ def test_minimize_batches_like_a_loop(method, diff):
     np.testing.assert_allclose(cr.vmap(solve)(lams), looped(solve, (0,), lams), atol=1e-9)
     np.testing.assert_allclose(cr.vmap(cr.jacrev(solve))(lams),
                                looped(cr.jacfwd(solve), (0,), lams), atol=1e-9)
+
+
+def test_jit_of_vmapped_hypergradients_reruns_at_new_values():
+    f = lambda c: S.root(F, np.zeros(3), c)
+    jacobians = cr.jit(cr.vmap(cr.jacrev(f)))
+    for cs in (rng.standard_normal((4, 3)), 2 * rng.standard_normal((4, 3))):
+        x = cr.vmap(f)(cs)
+        np.testing.assert_allclose(jacobians(cs),
+                                   np.stack([np.diag(1 / (3 * xi ** 2 + 1)) for xi in x]),
+                                   atol=1e-10)
