@@ -128,6 +128,19 @@ def test_dense_vertex_from_a_primitive_without_structure():
     np.testing.assert_allclose(J_b, want_b, rtol=1e-12)
 
 
+def test_block_of_an_operation_that_rejects_random_points_is_dense():
+    """Cholesky of a random matrix fails; its block is then charged as dense."""
+    def f(A):
+        return np.linalg.cholesky(A @ A.T + 3 * np.eye(3))
+    A = rng.standard_normal((3, 3))
+    p = plan(f, A, order="markowitz")
+    (J,) = p.jacobian(A)
+    np.testing.assert_allclose(J, cr.jacfwd(f)(A), rtol=1e-10, atol=1e-12)
+    chol = p.lin.topology.n_inputs + p.n_vertices - 1      # the last vertex
+    (block,) = [s for (i, k), s in p.lin.topology.edges.items() if k == chol]
+    assert block.kind == "dense"
+
+
 def test_public_face_jacobian_cross_country():
     f = lambda p: {"u": np.sin(p["a"]) * p["b"], "v": p["a"] ** 2}
     p = {"a": rng.standard_normal(3), "b": rng.standard_normal(3)}

@@ -226,22 +226,29 @@ def _partial(e, p, q, known):
 
 def _probe_pattern(e, g, values, in_aval, out_aval):
     """The nonzero pattern of a point-dependent block: the union of the blocks at two
-    random points (the known constants kept); dense when a point cannot be made up."""
+    random points (the known constants kept); dense when no such point can be made up
+    (integer inputs) or the operation rejects it (a Cholesky factor of a matrix that is
+    not positive definite)."""
+    dense = np.ones((out_aval.size, in_aval.size), bool)
     n_in = len([a for a in e.inputs if isinstance(a, Var)])
     unknown = [v for v, x in zip(g.invars[:n_in], values[:n_in]) if x is None]
     if any(not v.aval.is_float for v in unknown):
-        return np.ones((out_aval.size, in_aval.size), bool)
-    pattern = np.zeros((out_aval.size, in_aval.size), bool)
+        return dense
+    pattern = np.zeros_like(dense)
     rng = np.random.default_rng(0)
     for _ in range(2):
         point = [rng.uniform(0.5, 1.5, v.aval.shape).astype(v.aval.dtype) if x is None else x
                  for v, x in zip(g.invars[:n_in], values[:n_in])]
         args = iter(point)
         full = [a.value if isinstance(a, Literal) else next(args) for a in e.inputs]
-        with np.errstate(all="ignore"):
-            outs = e.prim.impl(*full, **e.params)
-            outs = outs if e.prim.multiple_results else [outs]
-            block = _probe_matrix(g, point + [np.asarray(o) for o in outs], in_aval, out_aval)
+        try:
+            with np.errstate(all="ignore"):
+                outs = e.prim.impl(*full, **e.params)
+                outs = outs if e.prim.multiple_results else [outs]
+                block = _probe_matrix(g, point + [np.asarray(o) for o in outs], in_aval,
+                                      out_aval)
+        except Exception:            # any failure: assume no zeros
+            return dense
         pattern |= block != 0
         if pattern.all():
             break
