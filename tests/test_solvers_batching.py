@@ -156,3 +156,9 @@ def test_jit_of_vmapped_hypergradients_reruns_at_new_values():
         np.testing.assert_allclose(jacobians(cs),
                                    np.stack([np.diag(1 / (3 * xi ** 2 + 1)) for xi in x]),
                                    atol=1e-10)
+
+
+def test_empty_batches():
+    empty = np.zeros((0, 3))
+    assert cr.vmap(lambda c: S.root(F, np.zeros(3), c))(empty).shape == (0, 3)
+    assert cr.vmap(lambda b: S.linear_solve(matvec, b, np.eye(3)))(empty).shape == (0, 3)

@@ -141,7 +141,8 @@ class BatchedRootProblem:
         dims = [0] * n + self.theta_dims
         examples = [self.inner.solve([a if d is None else a[i] for a, d in zip(leaves, dims)])
                     for i in range(self.size)]
-        return tuple(np.stack(outs) for outs in zip(*examples))
+        return tuple(np.stack(outs) for outs in zip(*examples)) if examples else tuple(
+            np.zeros(a.shape, a.dtype) for a in self.out_avals())
 
     def tangent(self, x_leaves, theta_leaves, dtheta_leaves):
         moving = [t is not None for t in dtheta_leaves]
