@@ -18,7 +18,7 @@ the others) and the resulting small linear graph decides the edge:
 - anything else (contractions, linear algebra, loops): a block computed by applying
   the rule to each basis tangent when the Jacobian is run. Its nonzero pattern, which
   the cost model charges, is found now by probing the rule at two random points
-  (d(W @ x)/dW has one nonzero per row and column of W, not a dense row of W's size);
+  (d(W @ x)/dW has one nonzero per entry of W, not a dense row of W's size per output);
   a zero of both random probes that is not structural has probability zero.
 """
 from __future__ import annotations
