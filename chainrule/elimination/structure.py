@@ -27,10 +27,10 @@ vertex: the model of the published counts. On tensor graphs this charges what Gr
 sparse-tensor model charges where the two graphs agree (the MLP task: forward and
 reverse equal); Graphax's Markowitz rule is another heuristic (the degree of one
 scalar of a tensor vertex), ours takes the cheapest elimination, as on scalar graphs.
-With `free_constants=True` (the "structured" model), a product with a constant 0/1 copy pattern (broadcast, reshape, permutation,
-selection) or of two constants costs nothing, because it only moves or adds numbers or
-happens once when the plan is built. Additions (fill-in into an existing edge) are
-never counted.
+With `free_constants=True` (the "structured" model), a product with a constant 0/1
+copy pattern (broadcast, reshape, permutation, selection) or of two constants costs
+nothing, because it only moves or adds numbers or happens once when the plan is built.
+Additions (fill-in into an existing edge) are never counted.
 """
 from __future__ import annotations
 
