@@ -1,10 +1,12 @@
 """The reference tasks of the cross-country elimination literature, in plain NumPy.
 
-Each task is a function of scalar arguments written the way the Graphax examples
-(`src/graphax/examples/`) write it, so that tracing it records one equation per
-operation in the same order: the published vertex and multiplication counts refer to
-exactly these graphs. `TASKS` maps a name to (function, argument maker, published
-counts).
+Each task is written the way the Graphax examples (`src/graphax/examples/`) write it,
+so that tracing it records one equation per operation in the same order. For the five
+scalar tasks the published vertex and multiplication counts refer to exactly these
+graphs. The MLP and the transformer encoder are tensor programs, and BlackScholes is
+Graphax's own reverse mode of a price; their published counts were made on graphs the
+public sources do not rebuild, and are kept apart (`Task.graphax`). `TASKS` maps a name
+to (function, argument maker, published counts).
 """
 from __future__ import annotations
 
