@@ -360,7 +360,7 @@ def _erf_jvp(primals, tangents, outs):
 
 #: The error function as a primitive. chainrule's op library has no `erf` yet; until it
 #: has, this task defines it (elementwise, d erf(x)/dx = 2/sqrt(pi) exp(-x^2)).
-erf_p = primitive("erf", lambda x: scipy.special.erf(x), lambda a: a, jvp=_erf_jvp)
+erf_p = primitive("erf", scipy.special.erf, lambda a: a, jvp=_erf_jvp)
 batch_rules[erf_p] = broadcasting_rule(erf_p)
 
 

@@ -76,7 +76,7 @@ class Emitter:
     def equation(self, eqn, env, args=None):
         args = [self.atom(a, env) for a in eqn.inputs] if args is None else args
         impl = impl_rules[eqn.prim]
-        if isinstance(impl, np.ufunc) and not eqn.params:
+        if getattr(np, getattr(impl, "__name__", ""), None) is impl and not eqn.params:
             fn = f"np.{impl.__name__}"
         else:
             fn = self.const(functools.partial(impl, **eqn.params), eqn.prim.name + "_")
