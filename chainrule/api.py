@@ -17,7 +17,7 @@ from . import ops  # noqa: F401  (registers every primitive)
 from .core.errors import NonDifferentiableError, ShapeError
 from .core.ir import Literal, aval_of
 from .core.pytree import tree_flatten, tree_map, tree_unflatten
-from .core.trace import Tracer, concrete as _concrete, trace_flat, tracing
+from .core.trace import Tracer, concrete as _concrete, open_traces, trace_flat
 from .core.trace import eval_graph
 from .ops.elementwise import stop_gradient_p
 from .core.primitive import Zero
@@ -112,11 +112,11 @@ class _Taped(_Flattened):
 
 
 def _reverse(fun, args, argnums, has_aux):
-    """The function run for reverse mode: on a tape when called on arrays outside any
-    transformation, else linearized (its tracers then belong to the enclosing ones)."""
-    on_arrays = not tracing() and not any(isinstance(x, Tracer) for x in tree_flatten(
-        tuple(args[i] for i in argnums))[0])
-    return (_Taped if on_arrays else _Linearized)(fun, args, argnums, has_aux)
+    """The function run for reverse mode: on a tape, unless a transformation running
+    records source lines (jit: its generated code names the line each derivative
+    comes from, which the linearized graph keeps)."""
+    taped = not any(t.record_source for t in open_traces())
+    return (_Taped if taped else _Linearized)(fun, args, argnums, has_aux)
 
 
 def _concrete_or_self(x):

@@ -101,3 +101,26 @@ def test_python_scalar_operands_and_integer_outputs():
     f = lambda x: np.sum(p["multiply"].bind(x, 2.5) * (np.argmax(x) + 1))
     x = np.array([0.3, 2.0, -1.0])
     np.testing.assert_allclose(cr.grad(f)(x), [5.0, 5.0, 5.0])
+
+
+def test_grad_inside_eager_forward_mode_runs_on_a_tape_of_traced_values():
+    """jacfwd(grad(f)) and jvp(grad(f)): the inner grad records a tape whose saved values
+    are forward-mode tracers, and its templates run by binding on them."""
+    from chainrule.transforms.jvp import JVPTracer
+    tape._templates.clear()
+    f = lambda x: np.sum(np.sin(x) * x ** 3)
+    x = rng.standard_normal(4)
+    H = cr.jacfwd(cr.grad(f))(x)
+    want = np.diag(-np.sin(x) * x ** 3 + 6 * np.cos(x) * x ** 2 + 6 * x * np.sin(x))
+    np.testing.assert_allclose(H, want, rtol=1e-12, atol=1e-12)
+    assert any(k[-1][0] is JVPTracer for k in tape._templates)
+    v = rng.standard_normal(4)
+    np.testing.assert_allclose(cr.jvp(cr.grad(f), (x,), (v,))[1], want @ v, rtol=1e-12)
+
+
+def test_grad_under_jit_keeps_the_linearized_graph():
+    tape._templates.clear()
+    g = cr.jit(cr.grad(lambda x: np.sum(np.cos(x) ** 3)))
+    x = rng.standard_normal(3)
+    np.testing.assert_allclose(g(x), -3 * np.cos(x) ** 2 * np.sin(x), rtol=1e-12)
+    assert not tape._templates

@@ -164,9 +164,9 @@ def bind(prim, args, params):
     return top.process(prim, args, params)
 
 
-def tracing() -> bool:
-    """Whether any trace is open (a transformation is running)."""
-    return bool(_trace_stack)
+def open_traces() -> tuple:
+    """The traces open now, outermost first (the transformations running)."""
+    return tuple(_trace_stack)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.ir import Literal, aval_of
 from ..core.primitive import RuleTable, Zero, impl_rules, jvp_rules
-from ..core.trace import Tracer, new_trace, trace_flat
+from ..core.trace import Tracer, new_trace, open_traces, trace_flat
 from .jvp import JVPTrace, JVPTracer, _no_rule, _quiet_partials, instantiate
 from .simplify import simplify
 from .transpose import backward_pass, pop_cotangents
@@ -69,8 +69,8 @@ class Template:
         self.outputs = [slot[a] for a in graph.outvars]
 
     def __call__(self, saved, cts, traced=False):
-        """Runs the program: on arrays directly, by binding when the cotangents are
-        traced (a pullback differentiated again)."""
+        """Runs the program: on arrays directly; by binding when values are traced (a
+        tape inside eager forward mode, or a pullback differentiated again)."""
         regs = saved + cts + self.consts
         for prim, impl, ins, params, dead in self.program:
             args = [regs[i] for i in ins]
@@ -134,9 +134,8 @@ def _template_for(prim, primals, params, tangents):
         return None
     if len(_templates) >= TEMPLATE_CACHE_SIZE:
         _templates.clear()
-    if any(isinstance(p, Tracer) for p in primals) or \
-            not all(_plain(v) for v in params.values()):
-        return None     # not a plain signature: enclosing tracers, sub-graphs, functions
+    if not all(_plain(v) for v in params.values()):
+        return None     # sub-graphs or functions: a new signature at every call
     template = _templates[key] = vjp_template(
         prim, tuple(aval_of(p) for p in primals), params,
         tuple(t is not None for t in tangents))
@@ -157,12 +156,14 @@ class Node:
 
 
 class TapeTrace(JVPTrace):
-    """Forward evaluation whose tangents are references (ints) to tape entries."""
+    """Forward evaluation whose tangents are references (ints) to tape entries. Inside
+    eager forward mode (`nested`), the values it saves are tracers of that mode."""
 
     def __init__(self, level, abstract=False, record_source=False):
         super().__init__(level, abstract, record_source)
         self.nodes: list = []
         self.refs = itertools.count()
+        self.nested = bool(open_traces())
 
     def _tangents(self, prim, primals, tangents, outs, params):
         if prim not in jvp_rules:
@@ -222,7 +223,7 @@ def tape_flat(fun, primals, differentiable):
         for r, ct in zip(out_refs, out_cts):
             if r is not None:
                 _add(cts, r, ct)
-        traced = any(isinstance(c, Tracer) for c in out_cts)
+        traced = trace.nested or any(isinstance(c, Tracer) for c in out_cts)
         with _quiet_partials():
             for node in reversed(nodes):
                 pulled = pop_cotangents(cts, node.out_refs)
