@@ -16,7 +16,7 @@ and `differentiate` picks how x depends on theta:
 - "implicit": run on plain values inside the primitive `implicit_root`; its JVP is the
   implicit function theorem, dx = -(∂ₓF)⁻¹ ∂θF dθ, solved matrix-free by `linear_solve`
   with products from JVPs of F. Reverse mode and higher orders follow from the rules.
-- "onestep": run on plain values (`implicit_root` behind stop_gradient), which also
+- "onestep": run on plain values (`implicit_root` with a zero derivative), which also
   returns `last`; then the solver's last iteration is done again, traced, from `last`
   (Bolte, Pauwels & Vaiter 2023; Jacobian-free backpropagation): its value is the
   solver's, and only that iteration is differentiated, with `last` held constant.
@@ -54,12 +54,12 @@ class RootProblem:
     """The static part of an `implicit_root` equation: how to solve and what F is."""
 
     def __init__(self, name, run, optimality, init_tree, theta_tree, init_avals,
-                 last_avals, linear, tol, on_nonconvergence):
+                 last_avals, linear, tol, on_nonconvergence, differentiable):
         self.name, self.run, self.optimality = name, run, optimality
         self.init_tree, self.theta_tree, self.init_avals = init_tree, theta_tree, init_avals
         self.last_avals = last_avals
         self.linear, self.tol, self.on_nonconvergence = linear, tol, on_nonconvergence
-        self.num_unknowns = len(init_avals)
+        self.num_unknowns, self.differentiable = len(init_avals), differentiable
 
     def __repr__(self):
         return self.name
@@ -129,6 +129,7 @@ class BatchedRootProblem:
     def __init__(self, inner, size, theta_dims):
         self.inner, self.size, self.theta_dims = inner, size, theta_dims
         self.name, self.num_unknowns = inner.name, inner.num_unknowns
+        self.differentiable = inner.differentiable
 
     def __repr__(self):
         return f"{self.inner!r} x{self.size}"
@@ -159,7 +160,7 @@ class BatchedRootProblem:
 def _root_jvp(primals, tangents, outs, problem):
     n = problem.num_unknowns
     zeros = [Zero(aval_of(o)) for o in outs]
-    if all(isinstance(t, Zero) for t in tangents[n:]):
+    if not problem.differentiable or all(isinstance(t, Zero) for t in tangents[n:]):
         return zeros
     dx = problem.tangent(list(outs[:n]), list(primals[n:]),
                          [None if isinstance(t, Zero) else t for t in tangents[n:]])
@@ -207,18 +208,15 @@ def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergenc
                differentiable=True, start=lambda init: ()):
     """(x, info, last): run(init, theta) as one `implicit_root` equation, info's fields
     and last (shaped like start(init)) as (possibly traced) arrays without derivatives.
-    With differentiable False the parameters are behind stop_gradient (x carries no
-    derivative either)."""
+    With differentiable False, x carries no derivative either (its JVP rule is zero)."""
     init_leaves, init_tree = tree_flatten(init)
     theta_leaves, theta_tree = tree_flatten(theta)
-    if not differentiable:
-        theta_leaves = [api.stop_gradient(leaf) for leaf in theta_leaves]
     init_leaves = [api.stop_gradient(leaf) for leaf in init_leaves]
     init_avals = [aval_of(leaf) for leaf in init_leaves]
     last_leaves, last_tree = tree_flatten(start(init))
     problem = RootProblem(name, run, optimality, init_tree, theta_tree, init_avals,
                           [aval_of(leaf) for leaf in last_leaves], linear, tol,
-                          on_nonconvergence)
+                          on_nonconvergence, differentiable)
     outs = implicit_root_p.bind(*init_leaves, *theta_leaves, problem=problem)
     n = len(init_leaves)
     return (tree_unflatten(init_tree, outs[:n]), SolverInfo(*outs[n:n + 4]),
