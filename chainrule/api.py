@@ -96,7 +96,9 @@ class _Linearized(_Flattened):
         return self.lin
 
     def pull(self, ct_leaves):
-        """Cotangents of the leaves (Zero or None where nothing flows back)."""
+        """Cotangents of the leaves (Zero or None where nothing flows back) from those of
+        the outputs (None: zero)."""
+        ct_leaves = [Zero(aval_of(o)) if c is None else c for c, o in zip(ct_leaves, self.outs)]
         cts = iter(backward_pass(self.lin, ct_leaves))
         return [next(cts) if _is_float(x) else None for x in self.leaves]
 
@@ -143,6 +145,14 @@ def _check_differentiable(traced, what):
                 f"argument out of argnums.")
 
 
+def _instantiate_like(ct, leaf):
+    """A cotangent as an array: zeros shaped like the leaf for None or Zero (float
+    zeros for an integer leaf)."""
+    if ct is None:
+        return np.zeros(np.shape(leaf), aval_of(leaf).dtype if _is_float(leaf) else float)
+    return instantiate(ct)
+
+
 def _pullback(traced):
     def pullback(ct):
         ct_leaves, ct_tree = tree_flatten(ct)
@@ -155,9 +165,7 @@ def _pullback(traced):
                                  f"shape {np.shape(o)}")
         ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, aval_of(o).dtype)
                      for c, o in zip(ct_leaves, traced.outs)]
-        flat = [instantiate(c) if c is not None else np.zeros(
-                    np.shape(x), aval_of(x).dtype if _is_float(x) else float)
-                for c, x in zip(traced.pull(ct_leaves), traced.leaves)]
+        flat = [_instantiate_like(c, x) for c, x in zip(traced.pull(ct_leaves), traced.leaves)]
         return tree_unflatten(traced.in_tree, flat)
     return pullback
 
@@ -275,15 +283,15 @@ def _forward_blocks(lin, ins, outs):
     return blocks
 
 
-def _reverse_blocks(lin, ins, outs):
+def _reverse_blocks(traced, ins, outs):
     """blocks[i][j] = d out_i / d in_j: per output, the backward pass is traced once
     into a graph and evaluated on all the basis cotangents at once (vmap's
     interpreter); a one-element output (a gradient) needs a single backward pass."""
     blocks = []
     for i, oi in enumerate(outs):
         def pull_back(ct, i=i):
-            cts = [ct if k == i else Zero(aval_of(o)) for k, o in enumerate(outs)]
-            return [instantiate(c) for c in backward_pass(lin, cts)]
+            cts = traced.pull([ct if k == i else None for k in range(len(outs))])
+            return [_instantiate_like(c, x) for c, x in zip(cts, ins)]
         n = int(np.size(oi))
         if n == 1:
             rows = pull_back(np.ones_like(oi))
@@ -299,7 +307,8 @@ def _jac_transform(fun, argnums, direction):
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
-        traced = _Linearized(lambda *a: fun(*a, **kwargs), args, nums)
+        traced = (_reverse if direction == "rev" else _Linearized)(
+            lambda *a: fun(*a, **kwargs), args, nums, False)
         _check_differentiable(traced, "a Jacobian")
         for o in traced.outs:
             if not _is_float(o):
@@ -307,8 +316,8 @@ def _jac_transform(fun, argnums, direction):
                     f"a Jacobian of an output of dtype {aval_of(o).dtype}")
         forward = direction == "fwd" or direction == "auto" and (   # fewer inputs
             sum(np.size(x) for x in traced.leaves) <= sum(np.size(o) for o in traced.outs))
-        blocks = (_forward_blocks if forward else _reverse_blocks)(
-            traced.linearize(), traced.leaves, traced.outs)
+        blocks = _forward_blocks(traced.linearize(), traced.leaves, traced.outs) if forward \
+            else _reverse_blocks(traced, traced.leaves, traced.outs)
         rows = [tree_unflatten(traced.in_tree, row) for row in blocks]
         rows = [r[0] for r in rows] if isinstance(argnums, int) else rows
         return tree_unflatten(traced.out_tree, rows)

@@ -208,8 +208,8 @@ def _add(cts, ref, ct):
 
 def tape_flat(fun, primals, differentiable):
     """Runs fun once on arrays, recording the tape. Returns (outputs, pullback) where
-    pullback(output cotangents) gives the cotangents of the differentiable inputs
-    (None where nothing flowed back)."""
+    pullback(output cotangents, None for zero) gives the cotangents of the
+    differentiable inputs (None where nothing flowed back)."""
     with new_trace(kind=TapeTrace) as trace, _quiet_partials():
         in_refs = [next(trace.refs) if d else None for d in differentiable]
         outs = fun(*[JVPTracer(trace, p, r) for p, r in zip(primals, in_refs)])
@@ -221,7 +221,7 @@ def tape_flat(fun, primals, differentiable):
     def pullback(out_cts):
         cts: dict = {}
         for r, ct in zip(out_refs, out_cts):
-            if r is not None:
+            if r is not None and ct is not None:
                 _add(cts, r, ct)
         traced = trace.nested or any(isinstance(c, Tracer) for c in out_cts)
         with _quiet_partials():
