@@ -417,11 +417,11 @@ def nested(x, w):
 
 
 def test_second_order_through_nested_loops_inside_jit_and_vmap():
-    """Compiled: first order and forward over forward (reverse at second order compiles
-    array constants into loop bodies, which the code generator does not write yet; the
-    same rules are checked on jit's graph by check_grads). Under vmap: every order."""
+    """Compiled and under vmap: every order (reverse at second order puts array
+    constants into loop bodies, which the generated module holds as constants)."""
     x, w = np.array([0.3, 0.2]), np.array([0.5, -0.2])
     for fn in (cr.grad(nested, argnums=(0, 1)), SECOND_ORDER["jacfwd(jacfwd)"](nested),
+               SECOND_ORDER["hessian"](nested), SECOND_ORDER["jacrev(grad)"](nested),
                lambda x, w: cr.jvp(nested, (x, w), (w, x))[1]):
         got, want = cr.jit(fn)(x, w), fn(x, w)
         for g, v in zip(np.ravel(got), np.ravel(want)):

@@ -343,7 +343,11 @@ class _Generator:
             [self.nbytes(v)] + [self.nbytes(r) for r in owners]) >= self.release_bytes
 
     def atom(self, a, others=()) -> str:
-        return literal_source(a, others) if isinstance(a, Literal) else self.name_of[a]
+        if not isinstance(a, Literal):
+            return self.name_of[a]
+        if isinstance(a.value, np.ndarray):         # a small array literal (rules' zeros)
+            return self.module.consts(a.value)
+        return literal_source(a, others)
 
     def statements(self) -> list:
         names = self.module.names
