@@ -208,9 +208,11 @@ def solve_root(name, run, optimality, init, theta, linear, tol, on_nonconvergenc
                differentiable=True, start=lambda init: ()):
     """(x, info, last): run(init, theta) as one `implicit_root` equation, info's fields
     and last (shaped like start(init)) as (possibly traced) arrays without derivatives.
-    With differentiable False, x carries no derivative either (its JVP rule is zero)."""
+    With differentiable False, x carries no derivative either (its JVP rule is zero) and
+    the parameters are passed by value where values exist, so that eager
+    transformations record nothing that depends on the solution."""
     init_leaves, init_tree = tree_flatten(init)
-    theta_leaves, theta_tree = tree_flatten(theta)
+    theta_leaves, theta_tree = tree_flatten(theta if differentiable else _plain(theta))
     init_leaves = [api.stop_gradient(leaf) for leaf in init_leaves]
     init_avals = [aval_of(leaf) for leaf in init_leaves]
     last_leaves, last_tree = tree_flatten(start(init))
