@@ -57,8 +57,8 @@ from .core.primitive import (Zero, batch_rules, impl_rules, is_undefined, primit
                              transpose_rules)
 from .core.pytree import tree_flatten, tree_unflatten
 from .core.trace import Tracer, concrete, eval_graph, trace_flat
-from .transforms.batching import (batch_eval, batch_graph, batch_size, batch_to_front,
-                                  closed, inline_consts, move_batch_axis)
+from .core.batch_axes import batch_size, batch_to_front, move_batch_axis
+from .transforms.batching import batch_eval, batch_graph, closed, inline_consts
 from .transforms.jvp import instantiate, jvp_flat, linearize_flat
 from .transforms.simplify import dce
 from .transforms.transpose import backward_pass

@@ -31,7 +31,7 @@ from .core.errors import ShapeError
 from .core.ir import Aval, aval_of
 from .core.primitive import batch_rules, primitive
 from .ops.common import as_operand, check_float_dtype
-from .transforms.batching import broadcasting_rule
+from .core.batch_axes import broadcasting_rule
 
 __all__ = ["tria", "qr_tria", "pinv"]
 

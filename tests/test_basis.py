@@ -11,7 +11,8 @@ from chainrule.ops.elementwise import mul_zero_safe, prims
 from chainrule.ops.reductions import reduce_sum_p
 from chainrule.ops.shape import reshape_p
 from chainrule.transforms.basis import apply_structured
-from chainrule.transforms.batching import apply_batched, move_batch_axis
+from chainrule.core.batch_axes import move_batch_axis
+from chainrule.transforms.batching import apply_batched
 
 rng = np.random.default_rng(7)
 D = rng.standard_normal((3, 4))          # the d of a DiagonalBatch over 12 basis arrays

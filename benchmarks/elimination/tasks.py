@@ -16,7 +16,7 @@ import numpy as np
 import scipy.special
 
 from chainrule.core.primitive import Zero, batch_rules, primitive
-from chainrule.transforms.batching import broadcasting_rule
+from chainrule.core.batch_axes import broadcasting_rule
 
 # --------------------------------------------------------------------------- RoeFlux_1d
 

@@ -18,7 +18,7 @@ from ..core.errors import ShapeError
 from ..core.ir import Aval
 from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
                               primitive)
-from ..transforms.batching import batch_to_front
+from ..core.batch_axes import batch_to_front
 from .common import as_operand, broadcast_shapes, implements, promote
 from .shape import broadcast_to, reshape
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..core.ir import Aval, aval_of
 from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
                               primitive)
-from ..transforms.batching import broadcasting_rule
+from ..core.batch_axes import broadcasting_rule
 from .common import (as_operand, broadcast_shapes, implements, promote, sum_to_shape,
                      ufunc_dtype)
 

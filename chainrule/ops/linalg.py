@@ -36,7 +36,7 @@ import numpy as np
 from ..core.errors import ShapeError, SingularMatrixError, UnsupportedOperationError
 from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, batch_rules, primitive
-from ..transforms.batching import axis_param_rule, broadcasting_rule
+from ..core.batch_axes import axis_param_rule, broadcasting_rule
 from .common import as_operand, broadcast_shapes, implements, normalize_axes, promote, sum_to_shape
 from .elementwise import stop_gradient_p
 from .shape import broadcast_to, concatenate, reshape

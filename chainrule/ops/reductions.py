@@ -14,7 +14,7 @@ import numpy as np
 from ..core.errors import ShapeError, UnsupportedOperationError
 from ..core.ir import Aval
 from ..core.primitive import batch_rules, diagonal_rules, primitive
-from ..transforms.batching import axis_param_rule
+from ..core.batch_axes import axis_param_rule
 from .common import as_operand, implements, normalize_axes, normalize_axis
 from .shape import broadcast_to, concatenate, linear_primitive, reshape
 

@@ -17,8 +17,7 @@ from ..core.errors import ConcretizationError, ShapeError, UnsupportedOperationE
 from ..core.ir import Aval, aval_of
 from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
                               primitive)
-from ..transforms.batching import (all_to_front, batch_size, batch_to_front,
-                                   move_batch_axis)
+from ..core.batch_axes import all_to_front, batch_size, batch_to_front, move_batch_axis
 from ..core.trace import Tracer, concrete
 from .common import (as_operand, broadcast_shapes, implements, normalize_axis, promote,
                      sum_to_shape)
