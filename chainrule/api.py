@@ -314,8 +314,8 @@ def _jac_transform(fun, argnums, direction):
             if not _is_float(o):
                 raise NonDifferentiableError(
                     f"a Jacobian of an output of dtype {aval_of(o).dtype}")
-        forward = direction == "fwd" or direction == "auto" and (   # fewer inputs
-            sum(np.size(x) for x in traced.leaves) <= sum(np.size(o) for o in traced.outs))
+        forward = direction == "fwd" or direction == "auto" and (   # fewer inputs only
+            sum(np.size(x) for x in traced.leaves) < sum(np.size(o) for o in traced.outs))
         blocks = _forward_blocks(traced.linearize(), traced.leaves, traced.outs) if forward \
             else _reverse_blocks(traced, traced.leaves, traced.outs)
         rows = [tree_unflatten(traced.in_tree, row) for row in blocks]
@@ -336,8 +336,9 @@ def jacrev(fun, argnums=0):
 
 def jacobian(fun, argnums=0, mode="auto", order=None):
     """The Jacobian, shaped out.shape + in.shape. mode: "fwd", "rev", "auto" (forward
-    when the inputs are no larger than the outputs) or "cross_country" (vertex
-    elimination in `order`, searched when None; see chainrule.elimination)."""
+    when there are fewer inputs than outputs, else reverse: on the structured basis a
+    square Jacobian is cheaper backwards, the dense part comes last) or "cross_country"
+    (vertex elimination in `order`, searched when None; see chainrule.elimination)."""
     if mode in ("fwd", "rev", "auto"):
         return _jac_transform(fun, argnums, mode)
     if mode == "cross_country":
