@@ -119,18 +119,15 @@ def test_constants_inline_when_small_and_from_consts_when_large():
 
 
 def test_primitive_without_emitter_calls_its_implementation():
-    @cr.custom_jvp
-    def soft(x):
-        return np.log1p(np.exp(x))
-
-    @soft.defjvp
-    def soft_jvp(primals, tangents):
-        (x,), (t,) = primals, tangents
-        return soft(x), t / (1 + np.exp(-x))
-
+    from chainrule.core.primitive import primitive
+    soft = primitive("test_softplus_without_emitter", lambda x: np.log1p(np.exp(x)),
+                     lambda x: x, jvp=lambda p, t, o: [t[0] / (1 + np.exp(-p[0]))])
     x = rng.standard_normal(4)
-    np.testing.assert_allclose(cr.jit(soft)(x), np.log1p(np.exp(x)), rtol=1e-14)
-    np.testing.assert_allclose(cr.jit(cr.grad(lambda x: np.sum(soft(x))))(x),
+    text = cr.source(lambda x: soft.bind(x) * 2, x)
+    assert "impl_test_softplus_without_emitter" in text
+    np.testing.assert_allclose(cr.jit(lambda x: soft.bind(x))(x), np.log1p(np.exp(x)),
+                               rtol=1e-14)
+    np.testing.assert_allclose(cr.jit(cr.grad(lambda x: np.sum(soft.bind(x))))(x),
                                1 / (1 + np.exp(-x)), rtol=1e-14)
 
 
