@@ -267,11 +267,15 @@ class _Module:
         self.names = Names()
         self.consts = Constants(self.names)
         self.helpers: list = []
+        self.functions: dict = {}       # graph -> the name of the function written for it
         self.release_bytes = release_bytes
 
     def function(self, graph: Graph, hint: str) -> str:
+        """The helper function computing `graph`, written once per graph."""
         from ..transforms.simplify import simplify
-        name = self.names.claim(hint)
+        if graph in self.functions:
+            return self.functions[graph]
+        name = self.functions[graph] = self.names.claim(hint)
         gen = _Generator(simplify(graph), self)
         params = [self.names.fresh() for _ in gen.graph.invars]
         gen.name_of.update(zip(gen.graph.invars, params))
