@@ -1,5 +1,6 @@
-"""Eager reverse mode on a tape of per-operation VJPs, for `grad` and `vjp` at the
-bottom level (called on arrays, not inside another transformation).
+"""Reverse mode on a tape of per-operation VJPs: `grad`, `vjp` and `jacrev`, except
+under `jit` (whose generated code names the source line of each derivative, which the
+linearized graph keeps).
 
 Reverse mode is linearize + transpose (`jvp.py`, `transpose.py`). Done operation by
 operation as the function runs, that means dispatching every linear operation of every
@@ -15,12 +16,13 @@ per signature instead of once per call.
 
 A signature whose parameters are not plain values (sub-graphs, functions) or whose rule
 cannot be traced without values records its own linear graph per call instead (the
-general route), and is transposed by `backward_pass`.
+general route), and is transposed by `backward_pass`. Inside other transformations the
+saved values are tracers, and the templates run by binding on them, so the tape can be
+differentiated again.
 """
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
 
 import numpy as np
 
