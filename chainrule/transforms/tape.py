@@ -117,14 +117,19 @@ def vjp_template(prim, in_avals, params, with_tangent):
 
 
 _templates: dict = {}
+_seen_once: dict = {}           # signatures met once, not yet given a template
+TEMPLATE_AT_SECOND_SIGHT = True     # False: a template at once (the tests take every route)
 _templates_version = [RuleTable.version]     # the rules the cached templates come from
 TEMPLATE_CACHE_SIZE = 4096
 
 
 def _template_for(prim, primals, params, tangents):
-    """The cached Template for this call's signature (None: take the general route)."""
+    """The cached Template for this call's signature (None: take the general route).
+    A template is made the second time a signature is met, so that code whose shapes
+    change at every step (growing arrays) does not pay for templates it never reuses."""
     if _templates_version[0] != RuleTable.version:
         _templates.clear()
+        _seen_once.clear()
         _templates_version[0] = RuleTable.version
     try:
         key = (prim, *params.items(), *[(type(p), p.shape, p.dtype, t is None)
@@ -134,10 +139,15 @@ def _template_for(prim, primals, params, tangents):
         pass
     except (AttributeError, TypeError):     # a Python scalar operand; unhashable params
         return None
-    if len(_templates) >= TEMPLATE_CACHE_SIZE:
-        _templates.clear()
     if not all(_plain(v) for v in params.values()):
         return None     # sub-graphs or functions: a new signature at every call
+    if TEMPLATE_AT_SECOND_SIGHT and _seen_once.pop(key, None) is None:
+        if len(_seen_once) >= TEMPLATE_CACHE_SIZE:
+            _seen_once.clear()
+        _seen_once[key] = True
+        return None
+    if len(_templates) >= TEMPLATE_CACHE_SIZE:
+        _templates.clear()
     template = _templates[key] = vjp_template(
         prim, tuple(aval_of(p) for p in primals), params,
         tuple(t is not None for t in tangents))
