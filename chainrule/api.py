@@ -24,6 +24,7 @@ from .core.primitive import Zero
 from .transforms.basis import apply_structured, identity_basis
 from .transforms.batching import vmap_graph_eval
 from .transforms.jvp import instantiate, jvp_flat, linearize_flat
+from .transforms.simplify import dce
 from .transforms.tape import tape_flat
 from .transforms.transpose import backward_pass
 
@@ -268,6 +269,7 @@ def _forward_blocks(lin, ins, outs):
     graph on all the basis vectors at once (vmap's interpreter); a one-element input
     needs a single plain evaluation."""
     blocks = [[None] * len(ins) for _ in outs]
+    lin, _ = dce(lin)         # tangents of values the Jacobian drops are not computed
     for j, xj in enumerate(ins):
         n = int(np.size(xj))
         if n == 1:
