@@ -264,6 +264,13 @@ def linearize(fun, *primals):
 
 # --------------------------------------------------------------------------- Jacobians
 
+def _filled(x, value):
+    """A plain array shaped like x (which may be traced) holding value: tangent and
+    cotangent seeds are constants, whatever transformation x belongs to."""
+    aval = aval_of(x)
+    return np.full(aval.shape, value, aval.dtype)
+
+
 def _forward_blocks(lin, ins, outs):
     """blocks[i][j] = d out_i / d in_j: per input, one batched evaluation of the linear
     graph on all the basis vectors at once (vmap's interpreter); a one-element input
@@ -273,10 +280,10 @@ def _forward_blocks(lin, ins, outs):
     for j, xj in enumerate(ins):
         n = int(np.size(xj))
         if n == 1:
-            columns = eval_graph(lin, lin.consts, [np.ones_like(x) if k == j else np.zeros_like(x)
+            columns = eval_graph(lin, lin.consts, [_filled(x, 1.0 if k == j else 0.0)
                                                    for k, x in enumerate(ins)])
         else:
-            args = [identity_basis(x) if k == j else np.zeros_like(x) for k, x in enumerate(ins)]
+            args = [identity_basis(x) if k == j else _filled(x, 0.0) for k, x in enumerate(ins)]
             dims = [0 if k == j else None for k in range(len(ins))]
             columns = [np.moveaxis(c, 0, -1) for c in vmap_graph_eval(
                 lin, lin.consts, args, dims, n, apply=apply_structured)]
@@ -296,7 +303,7 @@ def _reverse_blocks(traced, ins, outs):
             return [_instantiate_like(c, x) for c, x in zip(cts, ins)]
         n = int(np.size(oi))
         if n == 1:
-            rows = pull_back(np.ones_like(oi))
+            rows = pull_back(_filled(oi, 1.0))
         else:
             adjoint, _, _ = trace_flat(pull_back, [aval_of(oi)], abstract=True)
             rows = vmap_graph_eval(adjoint, adjoint.consts, [identity_basis(oi)], [0], n,
