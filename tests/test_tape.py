@@ -6,7 +6,7 @@ import pytest
 import chainrule as cr
 from chainrule.core.primitive import transpose_rules
 from chainrule.ops.elementwise import prims
-from chainrule.transforms import tape
+from chainrule.transforms import tape, templates
 from chainrule.transforms.jvp import linearize_flat
 from chainrule.transforms.transpose import backward_pass
 
@@ -43,13 +43,14 @@ def test_tape_equals_linearize_then_transpose(f, args):
 
 
 def _sin_templates():
-    return [t for k, t in tape._templates.items() if k[0] is prims["sin"]]
+    return [t for k, t in templates._templates.items()
+            if k[0] is tape.vjp_template and k[1] is prims["sin"]]
 
 
 def test_a_template_is_made_at_the_second_call_of_a_signature_and_kept(monkeypatch):
-    monkeypatch.setattr(tape, "TEMPLATE_AT_SECOND_SIGHT", True)
-    tape._templates.clear()
-    tape._seen_once.clear()
+    monkeypatch.setattr(templates, "TEMPLATE_AT_SECOND_SIGHT", True)
+    templates._templates.clear()
+    templates._seen_once.clear()
     grad = cr.grad(lambda x: np.sum(np.sin(x)))
     x = rng.standard_normal(5)
     grad(x)
@@ -115,23 +116,64 @@ def test_grad_inside_eager_forward_mode_runs_on_a_tape_of_traced_values():
     """jacfwd(grad(f)) and jvp(grad(f)): the inner grad records a tape whose saved values
     are forward-mode tracers, and its templates run by binding on them."""
     from chainrule.transforms.jvp import JVPTracer
-    tape._templates.clear()
+    templates._templates.clear()
     f = lambda x: np.sum(np.sin(x) * x ** 3)
     x = rng.standard_normal(4)
     cr.jacfwd(cr.grad(f))(x)
     H = cr.jacfwd(cr.grad(f))(x)
     want = np.diag(-np.sin(x) * x ** 3 + 6 * np.cos(x) * x ** 2 + 6 * x * np.sin(x))
     np.testing.assert_allclose(H, want, rtol=1e-12, atol=1e-12)
-    assert any(k[-1][0] is JVPTracer for k in tape._templates)
+    assert any(k[0] is tape.vjp_template and k[-1][0] is JVPTracer
+               for k in templates._templates)
     v = rng.standard_normal(4)
     np.testing.assert_allclose(cr.jvp(cr.grad(f), (x,), (v,))[1], want @ v, rtol=1e-12)
 
 
 def test_grad_under_jit_keeps_the_linearized_graph():
-    tape._templates.clear()
-    tape._seen_once.clear()
+    templates._templates.clear()
+    templates._seen_once.clear()
     for _ in range(2):
         g = cr.jit(cr.grad(lambda x: np.sum(np.cos(x) ** 3)))
         x = rng.standard_normal(3)
         np.testing.assert_allclose(g(x), -3 * np.cos(x) ** 2 * np.sin(x), rtol=1e-12)
-    assert not tape._templates
+    assert not [k for k in templates._templates if k[0] is tape.vjp_template]
+
+
+def _sin_with_jvp(jvp_factor):
+    from chainrule.core.primitive import primitive
+    p = primitive("test_sin_" + str(id(jvp_factor)), np.sin, lambda a: a,
+                  jvp=lambda primals, tangents, outs: [tangents[0] * jvp_factor(primals[0])])
+    return p
+
+
+def test_templates_keep_stop_gradient_so_the_tape_differentiates_like_the_rules():
+    """A rule whose own derivative goes through stop_gradient: the second derivative
+    through nested tapes is what the rules say (-sin x + 0.1), not what dropping
+    stop_gradient from the template would give (-sin x)."""
+    p = _sin_with_jvp(lambda x: np.cos(x) + 0.1 * (x - cr.stop_gradient(x)))
+    x = rng.standard_normal(3)
+    for _ in range(2):                  # the second time through templates made the first
+        h = cr.jacrev(cr.grad(lambda x: np.sum(p.bind(x))))(x)
+        np.testing.assert_allclose(h, np.diag(-np.sin(x) + 0.1), rtol=1e-12, atol=1e-14)
+
+
+def test_a_primitive_whose_shape_rule_disagrees_with_its_outputs_keeps_its_rule():
+    """Templates are traced with shapes only; a wrong shape rule (here: scalars for
+    vectors) must not turn into a wrong or zero gradient."""
+    from chainrule.core.ir import Aval
+    from chainrule.core.primitive import primitive
+    p = primitive("test_cube_wrong_shape_rule", lambda x: x ** 3, lambda a: Aval((), a.dtype),
+                  jvp=lambda primals, tangents, outs: [tangents[0] * 3 * primals[0] ** 2])
+    x = rng.standard_normal(4)
+    for _ in range(2):
+        np.testing.assert_allclose(cr.grad(lambda x: np.sum(p.bind(x)))(x), 3 * x ** 2)
+    assert not [k for k, t in templates._templates.items() if k[1] is p and t is not None]
+
+
+def test_a_symbolic_zero_tangent_records_nothing_downstream():
+    x = rng.standard_normal(3)
+    _, pullback = tape.tape_flat(lambda x: [np.sum(np.exp(cr.stop_gradient(x)) * 2.0)], [x],
+                                 [True])
+    assert pullback([np.ones(())]) == [None]          # nothing flowed back
+    np.testing.assert_allclose(cr.grad(lambda x: np.sum(cr.stop_gradient(x) ** 2 + x))(x),
+                               np.ones(3))

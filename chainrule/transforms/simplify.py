@@ -29,7 +29,8 @@ strategy in the sense of rewrite-strategy languages (Stratego's `repeat` and `;`
 - dce: equations whose outputs are never used are dropped, and unused constants.
 
 Simplified graphs are for evaluation and code generation: because stop_gradient is
-removed, differentiate the original graph, not the simplified one.
+removed, differentiate the original graph, not the simplified one, or simplify with
+`differentiable=True`, which keeps stop_gradient (the derivative templates do).
 """
 from __future__ import annotations
 
@@ -559,13 +560,13 @@ RULES = {
 BROADCASTING = set(ufunc_prims.values()) | {elementwise.select, elementwise.mul_zero_safe}
 
 
-def rewrite(graph: Graph):
+def rewrite(graph: Graph, rules=RULES):
     """One forward sweep of the algebraic rules (see the module docstring)."""
     r = Rewriter(graph)
     for e in graph.eqns:
         inputs = [r.read(a) for a in e.inputs]
         r.source = e.source
-        rule = RULES.get(e.prim)
+        rule = rules.get(e.prim)
         result = None
         if rule is not None and not e.prim.multiple_results:
             result = rule(r, *inputs, e.outputs[0].aval, **e.params)
@@ -586,6 +587,18 @@ def rewrite(graph: Graph):
 simplify_strategy = sequence(repeat(sequence(fold_constants, rewrite, cse)), dce)
 
 
-def simplify(graph: Graph) -> Graph:
-    """The simplified graph (same values); see the module docstring for the order."""
-    return simplify_strategy(graph)[0]
+def rewrite_keeping_stop_gradient(graph: Graph):
+    """rewrite, except that stop_gradient stays: the graph can be differentiated."""
+    return rewrite(graph, KEEPING_STOP_GRADIENT)
+
+
+KEEPING_STOP_GRADIENT = {p: r for p, r in RULES.items() if p is not elementwise.stop_gradient_p}
+differentiable_strategy = sequence(
+    repeat(sequence(fold_constants, rewrite_keeping_stop_gradient, cse)), dce)
+
+
+def simplify(graph: Graph, differentiable=False) -> Graph:
+    """The simplified graph (same values); see the module docstring for the order. With
+    `differentiable`, stop_gradient is kept, so that the result has the same derivatives
+    too (each other rewrite is an identity that holds for every value)."""
+    return (differentiable_strategy if differentiable else simplify_strategy)(graph)[0]

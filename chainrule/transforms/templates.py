@@ -1,0 +1,136 @@
+"""Derivative rules traced once per primitive signature (for the tape, `tape.py`).
+
+Applied to one operation as a function runs, reverse mode dispatches each NumPy call of
+the JVP rule onto a linear trace, then interprets the recorded linear graph backwards:
+most of the time of small eager gradients. What that computes for one primitive depends,
+though, only on the operation's *signature*: the types, shapes and dtypes of its
+inputs, its parameters, and which inputs carry tangents. So the second time a signature
+is met, the rule is linearized and transposed *abstractly*, once, into a small graph (a
+`Template`) from (primal inputs, outputs, output cotangents) to input cotangents,
+simplified and kept; every later operation with that signature runs the template.
+
+The derivatives still come from the JVP and transpose rules, traced once per signature
+instead of once per call. Signatures whose parameters are sub-graphs or functions (a new
+signature at every call), and rules that cannot be traced without values, keep the rule.
+Changing any rule table drops the templates made from it. (Forward mode keeps applying
+the rules: measured, a template there saved nothing, as its linear operations are
+recorded one by one either way.)
+"""
+from __future__ import annotations
+
+from ..core.ir import Literal, aval_of
+from ..core.primitive import RuleTable, impl_rules
+from ..core.trace import trace_flat
+from .simplify import simplify
+
+
+class Template:
+    """A graph run as a register program: arguments, then constants, then each
+    equation's outputs, in order; a register is dropped after its last use (peak
+    memory). Its arguments are the primal inputs and outputs it reads (`reads` masks
+    which: only those are kept alive) and then the tangents or cotangents it maps;
+    `live[i]` says whether the i-th result it could give is computed (not a symbolic
+    zero)."""
+    __slots__ = ("graph", "reads", "live", "consts", "program", "outputs")
+
+    def __init__(self, graph, reads, live):
+        self.graph, self.reads, self.live = graph, reads, live
+        literals = [a for e in graph.eqns for a in e.inputs if type(a) is Literal] + \
+            [a for a in graph.outvars if type(a) is Literal]
+        self.consts = list(graph.consts) + [a.value for a in literals]
+        slot = {a: i for i, a in enumerate(graph.invars + graph.constvars + literals)}
+        for e in graph.eqns:
+            for v in e.outputs:
+                slot[v] = len(slot)
+        last_use = {slot[a]: i for i, e in enumerate(graph.eqns) for a in e.inputs}
+        for a in graph.outvars:
+            last_use.pop(slot[a], None)
+        dead = [[] for _ in graph.eqns]
+        for reg, i in last_use.items():
+            dead[i].append(reg)
+        self.program = [(e.prim, impl_rules[e.prim], [slot[a] for a in e.inputs], e.params,
+                         dead[i]) for i, e in enumerate(graph.eqns)]
+        self.outputs = [slot[a] for a in graph.outvars]
+
+    def __call__(self, args, traced=False):
+        """Runs the program: on arrays directly; by binding when values may be traced
+        (then each primitive records in the innermost trace among its inputs)."""
+        regs = args + self.consts
+        for prim, impl, ins, params, dead in self.program:
+            operands = [regs[i] for i in ins]
+            for i in dead:
+                regs[i] = None
+            out = prim.bind(*operands, **params) if traced else impl(*operands, **params)
+            del operands
+            if prim.multiple_results:
+                regs.extend(out)
+            else:
+                regs.append(out)
+        return [regs[i] for i in self.outputs]
+
+
+def build(fn, in_avals, n_values, live):
+    """The Template of fn (a function of abstract values), or None when fn cannot be
+    traced without values. The first n_values arguments are primal inputs and outputs,
+    kept only if read."""
+    try:
+        graph, _, _ = trace_flat(fn, list(in_avals), abstract=True)
+    except Exception:       # a value-dependent rule: the caller runs it on values
+        return None
+    graph = simplify(graph, differentiable=True)     # templates run inside other transforms
+    used = {a for e in graph.eqns for a in e.inputs} | set(graph.outvars)
+    reads = tuple(v in used for v in graph.invars[:n_values])
+    graph.invars = [v for v, r in zip(graph.invars, reads) if r] + graph.invars[n_values:]
+    return Template(graph, reads, tuple(live))
+
+
+def _plain(value) -> bool:
+    """A parameter value that identifies a signature by value (not by identity)."""
+    if isinstance(value, tuple):
+        return all(_plain(v) for v in value)
+    return type(value).__hash__ not in (None, object.__hash__)
+
+
+_templates: dict = {}
+_seen_once: dict = {}           # signatures met once, not yet given a template
+_templates_version = [RuleTable.version]     # the rules the cached templates come from
+TEMPLATE_AT_SECOND_SIGHT = True     # False: a template at once (the tests take every route)
+TEMPLATE_CACHE_SIZE = 4096
+
+
+def template_for(maker, prim, primals, params, tangents, outs):
+    """The cached Template that `maker(prim, in_avals, params, with_tangent)` makes for
+    this operation's signature, or None: the caller applies the rule itself. A template
+    is made the second time a signature is met, so that code whose shapes change at
+    every step (growing arrays) does not pay for templates it never reuses; and only if
+    the primitive's shape rule agrees with the outputs it computed (a template is
+    traced with shapes only)."""
+    if _templates_version[0] != RuleTable.version:
+        _templates.clear()
+        _seen_once.clear()
+        _templates_version[0] = RuleTable.version
+    try:
+        key = (maker, prim, *params.items(), *[(type(p), p.shape, p.dtype, t is None)
+                                                for p, t in zip(primals, tangents)])
+        return _templates[key]
+    except KeyError:
+        pass
+    except (AttributeError, TypeError):     # a Python scalar operand; unhashable params
+        return None
+    if not all(_plain(v) for v in params.values()):
+        return None     # sub-graphs or functions: a new signature at every call
+    if TEMPLATE_AT_SECOND_SIGHT and _seen_once.pop(key, None) is None:
+        if len(_seen_once) >= TEMPLATE_CACHE_SIZE:
+            _seen_once.clear()
+        _seen_once[key] = True
+        return None
+    if len(_templates) >= TEMPLATE_CACHE_SIZE:
+        _templates.clear()
+    in_avals = tuple(aval_of(p) for p in primals)
+    try:
+        consistent = prim.shape(*in_avals, **params) == [aval_of(o) for o in outs]
+    except Exception:
+        consistent = False
+    template = _templates[key] = maker(prim, in_avals, params, tuple(
+        t is not None for t in tangents)) if consistent else None
+    return template
