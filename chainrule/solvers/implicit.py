@@ -34,12 +34,13 @@ import functools
 import numpy as np
 
 from .. import api
+from ..core.batch_axes import batch_size, batch_to_front, move_batch_axis
 from ..core.errors import ShapeError
 from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, primitive
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import Tracer, concrete
-from ..transforms.batching import batch_size, batch_to_front, move_batch_axis, vmap
+from ..transforms.batching import vmap
 from ..transforms.jvp import jvp_flat
 from .common import (DIFF_MODES, ON_NONCONVERGENCE, ClosedOverTracerError, SolverInfo,
                      check_choice, check_converged, check_no_closed_over_tracers,

@@ -42,11 +42,12 @@ import scipy.sparse.linalg as spla
 
 from .. import api
 from ..control import jvp_graph_of, trace_closed, transposed_graph_of
+from ..core.batch_axes import batch_size, batch_to_front, move_batch_axis
 from ..core.errors import ConcretizationError
 from ..core.ir import Literal, Var, aval_of
 from ..core.primitive import Zero, primitive
 from ..core.trace import eval_graph
-from ..transforms.batching import batch_graph, batch_size, batch_to_front, move_batch_axis
+from ..transforms.batching import batch_graph
 from .common import (SingularSystemError, SolverOptionError, check_choice, ravel_tree,
                      report_nonconvergence)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.errors import ConcretizationError, ShapeError
 from ..core.ir import Aval, Graph, Literal, Var, aval_of
-from ..core.batch_axes import batch_size, batch_to_front, move_batch_axis  # noqa: F401
+from ..core.batch_axes import move_batch_axis
 from ..core.primitive import DiagonalBatch, batch_rules
 from ..core.pytree import _node, tree_flatten, tree_unflatten
 from ..core.trace import trace_flat

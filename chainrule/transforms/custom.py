@@ -28,12 +28,13 @@ import functools
 
 import numpy as np
 
+from ..core.batch_axes import batch_size
 from ..core.errors import ChainruleError
 from ..core.ir import aval_of
 from ..core.primitive import Zero, primitive
 from ..core.pytree import tree_flatten, tree_unflatten
 from ..core.trace import Tracer, trace_flat
-from .batching import batch_size, vmap
+from .batching import vmap
 from .jvp import instantiate, jvp_graph
 from .transpose import backward_pass
 
