@@ -177,3 +177,24 @@ def test_a_symbolic_zero_tangent_records_nothing_downstream():
     assert pullback([np.ones(())]) == [None]          # nothing flowed back
     np.testing.assert_allclose(cr.grad(lambda x: np.sum(cr.stop_gradient(x) ** 2 + x))(x),
                                np.ones(3))
+
+
+def test_templates_write_only_into_arrays_they_made():
+    """The tanh template computes ct * (1 - y*y) with one new array: 1 - y*y overwrites
+    y*y, and the product overwrites that; the saved y, the cotangents and the inputs are
+    never written."""
+    W, X = rng.standard_normal((4, 3)), rng.standard_normal((5, 4))
+    f = lambda W: np.sum(np.tanh(X @ W) ** 2)
+    before = W.copy(), X.copy()
+    _, pullback = cr.vjp(f, W)
+    seed = np.ones(())
+    for _ in range(3):                          # the same tape, pulled back again
+        got = pullback(seed)[0]
+        y = np.tanh(X @ W)
+        np.testing.assert_allclose(got, X.T @ (2 * y * (1 - y * y)), rtol=1e-12)
+    np.testing.assert_array_equal(W, before[0])
+    np.testing.assert_array_equal(X, before[1])
+    assert seed == 1.0
+    tanh = [t for k, t in templates._templates.items()
+            if k[0] is tape.vjp_template and k[1] is prims["tanh"]][-1]
+    assert [step[-1] for step in tanh.program] == [None, 1, 1]

@@ -18,6 +18,8 @@ recorded one by one either way.)
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..core.ir import Literal, aval_of
 from ..core.primitive import RuleTable, impl_rules
 from ..core.trace import trace_flat
@@ -26,8 +28,10 @@ from .simplify import simplify
 
 class Template:
     """A graph run as a register program: arguments, then constants, then each
-    equation's outputs, in order; a register is dropped after its last use (peak
-    memory). Its arguments are the primal inputs and outputs it reads (`reads` masks
+    equation's outputs, in order. A register is dropped after its last use, and a ufunc
+    whose operand is an array the program made itself and will not read again writes
+    its result into that array (peak memory, and no fresh pages for large arrays). Its
+    arguments are the primal inputs and outputs it reads (`reads` masks
     which: only those are kept alive) and then the tangents or cotangents it maps;
     `live[i]` says whether the i-th result it could give is computed (not a symbolic
     zero)."""
@@ -48,19 +52,33 @@ class Template:
         dead = [[] for _ in graph.eqns]
         for reg, i in last_use.items():
             dead[i].append(reg)
-        self.program = [(e.prim, impl_rules[e.prim], [slot[a] for a in e.inputs], e.params,
-                         dead[i]) for i, e in enumerate(graph.eqns)]
+        made = set()        # registers holding arrays a ufunc of the program allocated
+        self.program = []
+        for i, e in enumerate(graph.eqns):
+            impl = impl_rules[e.prim]
+            ins = [slot[a] for a in e.inputs]
+            into = None     # the position of the operand the result may overwrite
+            if isinstance(impl, np.ufunc) and impl.nout == 1 and e.outputs[0].aval.ndim:
+                into = next((k for k, (a, r) in enumerate(zip(e.inputs, ins)) if r in made
+                             and r in dead[i] and a.aval == e.outputs[0].aval), None)
+                made.add(slot[e.outputs[0]])
+            self.program.append((e.prim, impl, ins, e.params, dead[i], into))
         self.outputs = [slot[a] for a in graph.outvars]
 
     def __call__(self, args, traced=False):
         """Runs the program: on arrays directly; by binding when values may be traced
         (then each primitive records in the innermost trace among its inputs)."""
         regs = args + self.consts
-        for prim, impl, ins, params, dead in self.program:
+        for prim, impl, ins, params, dead, into in self.program:
             operands = [regs[i] for i in ins]
             for i in dead:
                 regs[i] = None
-            out = prim.bind(*operands, **params) if traced else impl(*operands, **params)
+            if traced:
+                out = prim.bind(*operands, **params)
+            elif into is None:
+                out = impl(*operands, **params)
+            else:
+                out = impl(*operands, out=operands[into])
             del operands
             if prim.multiple_results:
                 regs.extend(out)
