@@ -1,10 +1,12 @@
 """The user-facing transformations: grad, value_and_grad, jvp, vjp, linearize, jacfwd,
 jacrev, jacobian, hessian, make_graph, stop_gradient.
 
-Every transformation traces the function on tracers carrying concrete values (so Python
-control flow works), then runs a graph transformation: forward mode walks the graph
-with tangents; reverse mode linearizes it and transposes the linear graph. Nested
-transformations trace into each other, so any composition and any order works.
+Every transformation runs the function on tracers carrying concrete values (so Python
+control flow works). Forward mode applies each primitive's JVP rule as it goes (with
+the tangents traced, that records the linear graph: `linearize`, `jacfwd`); reverse mode
+records a tape of per-signature VJP templates and runs them backwards (`grad`, `vjp`,
+`jacrev`), or, under `jit`, transposes the linear graph. Nested transformations trace
+into each other, so any composition and any order works.
 """
 from __future__ import annotations
 
@@ -105,8 +107,8 @@ class _Linearized(_Flattened):
 
 
 class _Taped(_Flattened):
-    """A function run once on arrays, recording a tape of per-operation VJPs (eager
-    reverse mode at the bottom level: see transforms/tape.py)."""
+    """A function run once, recording a tape of per-operation VJPs (reverse mode
+    outside jit: see transforms/tape.py); `pull` has _Linearized.pull's signature."""
 
     def __init__(self, fun, args, argnums, has_aux=False):
         super().__init__(fun, args, argnums, has_aux)
