@@ -98,12 +98,28 @@ class _Linearized(_Flattened):
     def linearize(self):
         return self.lin
 
-    def pull(self, ct_leaves):
+    def pull(self, ct_leaves, batch=None):
         """Cotangents of the leaves (Zero or None where nothing flows back) from those of
-        the outputs (None: zero)."""
+        the outputs (None: zero). With `batch=n`, of a batch of n cotangents along a
+        leading axis (or a DiagonalBatch): the backward pass is traced once and run by
+        vmap's interpreter."""
+        if batch is not None:
+            avals = [aval_of(o) for o, c in zip(self.outs, ct_leaves) if c is not None]
+            adjoint, _, _ = trace_flat(
+                lambda *cts: [_instantiate_like(c, x) for c, x in zip(
+                    self.pull(_refill(ct_leaves, cts)), self.leaves)], avals, abstract=True)
+            given = [c for c in ct_leaves if c is not None]
+            return vmap_graph_eval(adjoint, adjoint.consts, given, [0] * len(given), batch,
+                                   apply=apply_structured)
         ct_leaves = [Zero(aval_of(o)) if c is None else c for c, o in zip(ct_leaves, self.outs)]
         cts = iter(backward_pass(self.lin, ct_leaves))
         return [next(cts) if _is_float(x) else None for x in self.leaves]
+
+
+def _refill(template, values):
+    """template with its non-None entries replaced, in order, by values."""
+    it = iter(values)
+    return [None if t is None else next(it) for t in template]
 
 
 class _Taped(_Flattened):
@@ -295,38 +311,41 @@ def _forward_blocks(lin, ins, outs):
 
 
 def _reverse_blocks(traced, ins, outs):
-    """blocks[i][j] = d out_i / d in_j: per output, the backward pass is traced once
-    into a graph and evaluated on all the basis cotangents at once (vmap's
-    interpreter); a one-element output (a gradient) needs a single backward pass."""
+    """blocks[i][j] = d out_i / d in_j: per output, one backward pass on all the basis
+    cotangents at once (batched); a one-element output (a gradient) needs a single
+    plain backward pass."""
     blocks = []
     for i, oi in enumerate(outs):
-        def pull_back(ct, i=i):
-            cts = traced.pull([ct if k == i else None for k in range(len(outs))])
-            return [_instantiate_like(c, x) for c, x in zip(cts, ins)]
         n = int(np.size(oi))
-        if n == 1:
-            rows = pull_back(_filled(oi, 1.0))
-        else:
-            adjoint, _, _ = trace_flat(pull_back, [aval_of(oi)], abstract=True)
-            rows = vmap_graph_eval(adjoint, adjoint.consts, [identity_basis(oi)], [0], n,
-                                   apply=apply_structured)
+        seed = _filled(oi, 1.0) if n == 1 else identity_basis(oi)
+        cts = traced.pull([seed if k == i else None for k in range(len(outs))],
+                          batch=None if n == 1 else n)
+        rows = [_instantiate_like(c, x) if n == 1 else
+                np.zeros((n,) + np.shape(x), aval_of(x).dtype) if c is None else c
+                for c, x in zip(cts, ins)]
         blocks.append([np.reshape(r, np.shape(oi) + np.shape(x)) for r, x in zip(rows, ins)])
     return blocks
 
 
 def _jac_transform(fun, argnums, direction):
+    """direction: "fwd", "rev", "auto" (linearized, then the cheaper way), or
+    "rev_unless_wide" (on a tape; linearized again, forward, when there are fewer
+    inputs than outputs)."""
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
-        traced = (_reverse if direction == "rev" else _Linearized)(
-            lambda *a: fun(*a, **kwargs), args, nums, False)
+        call = lambda *a: fun(*a, **kwargs)
+        taped = direction in ("rev", "rev_unless_wide")
+        traced = (_reverse if taped else _Linearized)(call, args, nums, False)
         _check_differentiable(traced, "a Jacobian")
         for o in traced.outs:
             if not _is_float(o):
                 raise NonDifferentiableError(
                     f"a Jacobian of an output of dtype {aval_of(o).dtype}")
-        forward = direction == "fwd" or direction == "auto" and (   # fewer inputs only
-            sum(np.size(x) for x in traced.leaves) < sum(np.size(o) for o in traced.outs))
+        wide = sum(np.size(x) for x in traced.leaves) < sum(np.size(o) for o in traced.outs)
+        if direction == "rev_unless_wide" and wide:
+            traced = _Linearized(call, args, nums)
+        forward = direction == "fwd" or wide and direction in ("auto", "rev_unless_wide")
         blocks = _forward_blocks(traced.linearize(), traced.leaves, traced.outs) if forward \
             else _reverse_blocks(traced, traced.leaves, traced.outs)
         rows = [tree_unflatten(traced.in_tree, row) for row in blocks]
@@ -360,8 +379,11 @@ def jacobian(fun, argnums=0, mode="auto", order=None):
 
 
 def hessian(fun, argnums=0):
-    """The Hessian: forward-over-reverse, jacfwd(jacrev(fun))."""
-    return jacfwd(jacrev(fun, argnums), argnums)
+    """The Hessian. Of a scalar function (the usual case): reverse over reverse, both on
+    tapes, the gradient's Jacobian in one batched backward pass. Of a vector-valued one:
+    forward over reverse, jacfwd(jacrev(fun)) (found out by a first run that is then
+    repeated)."""
+    return _jac_transform(jacrev(fun, argnums), argnums, "rev_unless_wide")
 
 
 # --------------------------------------------------------------------------- graphs and values

@@ -198,3 +198,35 @@ def test_templates_write_only_into_arrays_they_made():
     tanh = [t for k, t in templates._templates.items()
             if k[0] is tape.vjp_template and k[1] is prims["tanh"]][-1]
     assert [step[-1] for step in tanh.program] == [None, 1, 1]
+
+
+def test_jacrev_runs_the_tape_backwards_once_on_the_whole_basis():
+    """One batched backward pass: templates, the general route (cond, custom_vjp), a value
+    used twice (two diagonal cotangents added), several outputs (eigh) and an input that
+    gets no cotangent, against forward mode."""
+    @cr.custom_vjp
+    def halved(x):
+        return x / 2
+    halved.defvjp(lambda x: (x / 2, None), lambda res, g: (g / 2,))
+
+    def f(x, unused):
+        y = np.sin(x) * x + halved(x)
+        z = cr.cond(x[0] > 0, lambda v: v * 3.0, lambda v: v - 1.0, y)
+        w, _ = np.linalg.eigh(np.outer(z, z) + np.eye(3))
+        return np.concatenate([z * z, w])
+
+    x, unused = rng.standard_normal(3), rng.standard_normal(2)
+    for _ in range(2):
+        got = cr.jacrev(f, argnums=(0, 1))(x, unused)
+        want = cr.jacfwd(f, argnums=(0, 1))(x, unused)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(got[1], np.zeros((6, 2)))
+
+
+def test_hessian_is_reverse_over_reverse_for_scalars_and_forward_over_reverse_otherwise():
+    f = lambda x: np.stack([np.sum(x ** 3), np.sum(np.sin(x) * x)])
+    x = rng.standard_normal(4)
+    np.testing.assert_allclose(cr.hessian(f)(x), cr.jacfwd(cr.jacrev(f))(x), rtol=1e-12)
+    g = lambda x: np.sum(x ** 3) + np.sum(np.sin(x) * x)
+    want = np.diag(6 * x + 2 * np.cos(x) - x * np.sin(x))
+    np.testing.assert_allclose(cr.hessian(g)(x), want, rtol=1e-12, atol=1e-12)

@@ -17,8 +17,10 @@ import itertools
 import numpy as np
 
 from ..core.ir import aval_of
-from ..core.primitive import Zero, jvp_rules
-from ..core.trace import Tracer, new_trace, open_traces
+from ..core.primitive import DiagonalBatch, Zero, jvp_rules
+from ..core.trace import Tracer, new_trace, open_traces, trace_flat
+from .basis import apply_structured
+from .batching import vmap_graph_eval
 from .jvp import JVPTrace, JVPTracer, _no_rule, _quiet_partials, instantiate
 from .templates import build, template_for
 from .transpose import backward_pass, pop_cotangents
@@ -98,28 +100,56 @@ class TapeTrace(JVPTrace):
         return refs
 
 
-def _linear_graph_vjp(prim, primals, tangents, outs, params):
-    """The general route: this call's linear graph, transposed when pulled back; and
-    which outputs have a tangent."""
-    graph, live = _linear_graph(jvp_rules[prim], primals, [t is not None for t in tangents],
-                                outs, params)
-    floats = [o.dtype.kind in "fc" for o in outs]
+class LinearGraphVJP:
+    """The general route: one call's linear graph, transposed when pulled back."""
+    __slots__ = ("graph", "floats")
 
-    def vjp(float_cts, traced):
+    def __init__(self, graph, floats):
+        self.graph, self.floats = graph, floats
+
+    def __call__(self, float_cts, traced=False):
         cts = iter(float_cts)
         return [instantiate(c) for c in backward_pass(
-            graph, [next(cts) if f else None for f in floats])]
-    return vjp, live
+            self.graph, [next(cts) if f else None for f in self.floats])]
+
+    def batched(self, float_cts, dims, size):
+        """On a batch of cotangents: the backward pass traced once, run by vmap."""
+        avals = [v.aval for v, f in zip(self.graph.outvars, self.floats) if f]
+        adjoint, _, _ = trace_flat(lambda *cts: self(list(cts)), avals, abstract=True)
+        return vmap_graph_eval(adjoint, adjoint.consts, float_cts, dims, size,
+                               apply=apply_structured)
+
+
+def _linear_graph_vjp(prim, primals, tangents, outs, params):
+    """The general route's VJP, and which outputs have a tangent."""
+    graph, live = _linear_graph(jvp_rules[prim], primals, [t is not None for t in tangents],
+                                outs, params)
+    return LinearGraphVJP(graph, [o.dtype.kind in "fc" for o in outs]), live
 
 
 def _add(cts, ref, ct):
-    cts[ref] = cts[ref] + ct if ref in cts else ct
+    if ref not in cts:
+        cts[ref] = ct
+        return
+    old = cts[ref]
+    if type(old) is DiagonalBatch and type(ct) is DiagonalBatch and old.d.shape == ct.d.shape:
+        cts[ref] = DiagonalBatch(old.d + ct.d)
+    elif type(old) is DiagonalBatch or type(ct) is DiagonalBatch:
+        cts[ref] = _dense(old) + _dense(ct)
+    else:
+        cts[ref] = old + ct
+
+
+def _dense(ct):
+    return ct.dense() if type(ct) is DiagonalBatch else ct
 
 
 def tape_flat(fun, primals, differentiable):
     """Runs fun once on arrays, recording the tape. Returns (outputs, pullback) where
     pullback(output cotangents, None for zero) gives the cotangents of the
-    differentiable inputs (None where nothing flowed back)."""
+    differentiable inputs (None where nothing flowed back). With `batch=n` the
+    cotangents are batches of n along a leading axis (or a DiagonalBatch, such as the
+    identity basis of a Jacobian), and so are the results: every step runs batched."""
     with new_trace(kind=TapeTrace) as trace, _quiet_partials():
         in_refs = [next(trace.refs) if d else None for d in differentiable]
         outs = fun(*[JVPTracer(trace, p, r) for p, r in zip(primals, in_refs)])
@@ -128,21 +158,27 @@ def tape_flat(fun, primals, differentiable):
         out_refs = [o._tangent if m else None for o, m in zip(outs, mine)]
     nodes = trace.nodes
 
-    def pullback(out_cts):
+    def pullback(out_cts, batch=None):
         cts: dict = {}
         for r, ct in zip(out_refs, out_cts):
             if r is not None and ct is not None:
                 _add(cts, r, ct)
         traced = trace.nested or any(isinstance(c, Tracer) for c in out_cts)
+        lead = () if batch is None else (batch,)
         with _quiet_partials():
             for node in reversed(nodes):
                 pulled = pop_cotangents(cts, node.out_refs)
                 if pulled is None:
                     continue
                 if node.out_avals is not None:          # several outputs
-                    pulled = [np.zeros(av.shape, av.dtype) if c is None and r is not None
+                    pulled = [np.zeros(lead + av.shape, av.dtype) if c is None and r is not None
                               else c for c, r, av in zip(pulled, node.out_refs, node.out_avals)]
-                for r, ct in zip(node.in_refs, node.vjp(node.saved + pulled, traced)):
+                if batch is None:
+                    in_cts = node.vjp(node.saved + pulled, traced)
+                else:
+                    in_cts = node.vjp.batched(node.saved + pulled, [None] * len(node.saved)
+                                              + [0] * len(pulled), batch)
+                for r, ct in zip(node.in_refs, in_cts):
                     _add(cts, r, ct)
-        return [None if r is None else cts.get(r) for r in in_refs]
+        return [None if r is None else _dense(cts[r]) if r in cts else None for r in in_refs]
     return values, pullback

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.batch_axes import move_batch_axis
 from ..core.ir import Literal, aval_of
-from ..core.primitive import RuleTable, impl_rules
+from ..core.primitive import DiagonalBatch, RuleTable, impl_rules
 from ..core.trace import trace_flat
+from .basis import apply_structured
+from .batching import batch_eval
 from .simplify import simplify
 
 
@@ -85,6 +88,15 @@ class Template:
             else:
                 regs.append(out)
         return [regs[i] for i in self.outputs]
+
+    def batched(self, args, dims, size):
+        """The program on batched arguments (batch axes `dims`, None: unbatched), by
+        vmap's interpreter with the structured basis: outputs with the batch axis first,
+        or a DiagonalBatch."""
+        outs, out_dims = batch_eval(self.graph, self.graph.consts, args, dims, size,
+                                    apply=apply_structured)
+        return [o if type(o) is DiagonalBatch else move_batch_axis(o, d, 0, size)
+                for o, d in zip(outs, out_dims)]
 
 
 def build(fn, in_avals, n_values, live):
