@@ -26,14 +26,14 @@ def batch_to_front(x, dim, rank=None):
     """Batch axis first, then size-1 axes so that the example part has `rank` axes
     (what NumPy broadcasting against unbatched operands of that rank needs)."""
     x = np.moveaxis(x, dim, 0) if dim != 0 else x
-    shape = np.shape(x)
-    pad = 0 if rank is None else rank - (len(shape) - 1)
-    return np.reshape(x, shape[:1] + (1,) * pad + shape[1:]) if pad > 0 else x
+    pad = 0 if rank is None else rank - (x.ndim - 1)
+    return np.reshape(x, x.shape[:1] + (1,) * pad + x.shape[1:]) if pad > 0 else x
 
 
 def example_rank(args, dims):
     """The largest rank of the operands without their batch axes."""
-    return max(np.ndim(a) - (d is not None) for a, d in zip(args, dims))
+    return max((a.ndim if d is None else a.ndim - 1) if hasattr(a, "ndim") else 0
+               for a, d in zip(args, dims))
 
 
 def batch_size(args, dims):
