@@ -230,3 +230,17 @@ def test_hessian_is_reverse_over_reverse_for_scalars_and_forward_over_reverse_ot
     g = lambda x: np.sum(x ** 3) + np.sum(np.sin(x) * x)
     want = np.diag(6 * x + 2 * np.cos(x) - x * np.sin(x))
     np.testing.assert_allclose(cr.hessian(g)(x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_template_on_a_dense_batch_runs_a_batched_program_made_once():
+    x = rng.standard_normal(4)
+    f = lambda x: np.sum(np.tanh(x) * x)
+    cr.grad(f)(x)                               # makes the templates (at once, in the suite)
+    tanh = [t for k, t in templates._templates.items()
+            if k[0] is tape.vjp_template and k[1] is prims["tanh"] and k[2][1] == (4,)][-1]
+    y = np.tanh(x)
+    cts = rng.standard_normal((3, 4))
+    want = np.stack([tanh([y, ct])[0] for ct in cts])
+    for _ in range(2):
+        np.testing.assert_allclose(tanh.batched([y, cts], [None, 0], 3)[0], want, rtol=1e-14)
+    assert list(tanh.batched_programs) == [((None, 0), 3)]

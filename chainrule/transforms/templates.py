@@ -23,9 +23,9 @@ import numpy as np
 from ..core.batch_axes import move_batch_axis
 from ..core.ir import Literal, aval_of
 from ..core.primitive import DiagonalBatch, RuleTable, impl_rules
-from ..core.trace import trace_flat
+from ..core.trace import Tracer, trace_flat
 from .basis import apply_structured
-from .batching import batch_eval
+from .batching import batch_eval, batch_graph
 from .simplify import simplify
 
 
@@ -38,10 +38,11 @@ class Template:
     which: only those are kept alive) and then the tangents or cotangents it maps;
     `live[i]` says whether the i-th result it could give is computed (not a symbolic
     zero)."""
-    __slots__ = ("graph", "reads", "live", "consts", "program", "outputs")
+    __slots__ = ("graph", "reads", "live", "consts", "program", "outputs", "batched_programs")
 
     def __init__(self, graph, reads, live):
         self.graph, self.reads, self.live = graph, reads, live
+        self.batched_programs: dict = {}
         literals = [a for e in graph.eqns for a in e.inputs if type(a) is Literal] + \
             [a for a in graph.outvars if type(a) is Literal]
         self.consts = list(graph.consts) + [a.value for a in literals]
@@ -90,9 +91,17 @@ class Template:
         return [regs[i] for i in self.outputs]
 
     def batched(self, args, dims, size):
-        """The program on batched arguments (batch axes `dims`, None: unbatched), by
-        vmap's interpreter with the structured basis: outputs with the batch axis first,
-        or a DiagonalBatch."""
+        """The program on batched arguments (batch axes `dims`, None: unbatched): outputs
+        with the batch axis first, or a DiagonalBatch. Dense batches run a batched
+        program made once per (dims, size) by vmap; a structured one (the identity basis
+        of a Jacobian) goes through vmap's interpreter, which keeps its structure."""
+        if not any(type(a) is DiagonalBatch for a in args):
+            key = (tuple(dims), size)
+            program = self.batched_programs.get(key)
+            if program is None:
+                graph, _ = batch_graph(self.graph, list(dims), size)
+                program = self.batched_programs[key] = Template(graph, (), ())
+            return program(args, traced=any(isinstance(a, Tracer) for a in args))
         outs, out_dims = batch_eval(self.graph, self.graph.consts, args, dims, size,
                                     apply=apply_structured)
         return [o if type(o) is DiagonalBatch else move_batch_axis(o, d, 0, size)
