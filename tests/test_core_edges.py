@@ -5,6 +5,7 @@ import pytest
 import chainrule as cr
 from chainrule.core.ir import Aval, GraphError
 from chainrule.core.trace import trace_flat
+from chainrule.test_util import check_grads
 
 
 def test_leaked_tracer_is_reported():
@@ -103,3 +104,15 @@ def test_sub_graphs_print_indented_inside_their_equation():
         np.ones(2)))
     assert "cond[branches=({ lambda a:f64[2] .\n        b:f64[2] = negative a" in text
     assert "{ {" not in text
+
+
+@pytest.mark.parametrize("kwargs", [dict(axis=1), dict(axis=None), dict(axis=0, keepdims=True)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_average_returned_gives_the_sum_of_weights_too(kwargs, weighted):
+    x = np.random.default_rng(5).standard_normal((3, 4))
+    w = np.random.default_rng(6).uniform(0.5, 2.0, (3, 4)) if weighted else None
+    f = lambda x: np.average(x, weights=w, returned=True, **kwargs)
+    for got, want in zip(cr.jit(f)(x), f(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+        assert np.shape(got) == np.shape(want)
+    check_grads(lambda x: f(x)[0], (x,), order=2)

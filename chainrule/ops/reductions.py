@@ -114,15 +114,21 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
 
 @implements(np.average)
 def average(a, axis=None, weights=None, returned=False, keepdims=False):
-    if weights is None:
-        return mean(a, axis, keepdims=keepdims)
+    """np.average; with `returned`, also the sum of the weights (shaped like the
+    average), as NumPy gives it."""
     a = as_operand(a)
+    if weights is None:
+        avg = mean(a, axis, keepdims=keepdims)
+        total = math.prod(a.shape[i] for i in normalize_axes(axis, a.ndim))
+        return (avg, np.full(np.shape(avg), total, np.result_type(avg.dtype, float))) \
+            if returned else avg
     if np.shape(weights) != a.shape:
         shape = [1] * a.ndim
         shape[normalize_axis(axis, a.ndim)] = -1
         weights = reshape(weights, shape)
-    return sum_(a * weights, axis, keepdims=keepdims) / sum_(
-        broadcast_to(weights, a.shape), axis, keepdims=keepdims)
+    total = sum_(broadcast_to(weights, a.shape), axis, keepdims=keepdims)
+    avg = sum_(a * weights, axis, keepdims=keepdims) / total
+    return (avg, broadcast_to(total, np.shape(avg))) if returned else avg
 
 
 _mean = mean  # var and std take a parameter named `mean`
