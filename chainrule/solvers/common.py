@@ -161,10 +161,6 @@ def ravel_tree(tree):
     return flat, unravel
 
 
-def tree_vdot(a, b):
-    return sum(np.sum(x * y) for x, y in zip(tree_flatten(a)[0], tree_flatten(b)[0]))
-
-
 def closed_over_tracers(fn, args) -> list:
     """The traced values (of transformations in progress) that fn(*args) reads without
     receiving them as arguments. fn is traced with shapes only (no arithmetic on the
