@@ -223,7 +223,7 @@ def test_jacrev_runs_the_tape_backwards_once_on_the_whole_basis():
         np.testing.assert_array_equal(got[1], np.zeros((6, 2)))
 
 
-def test_hessian_is_reverse_over_reverse_for_scalars_and_forward_over_reverse_otherwise():
+def test_hessian_of_scalar_and_of_vector_valued_functions():
     f = lambda x: np.stack([np.sum(x ** 3), np.sum(np.sin(x) * x)])
     x = rng.standard_normal(4)
     np.testing.assert_allclose(cr.hessian(f)(x), cr.jacfwd(cr.jacrev(f))(x), rtol=1e-12)

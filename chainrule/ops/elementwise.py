@@ -22,10 +22,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..core.batch_axes import broadcasting_rule
 from ..core.ir import Aval, aval_of
 from ..core.primitive import (DiagonalBatch, Zero, batch_rules, diagonal_rules, is_undefined,
                               primitive)
-from ..core.batch_axes import broadcasting_rule
+from ..core.trace import handlers
 from .common import (as_operand, broadcast_shapes, implements, promote, sum_to_shape,
                      ufunc_dtype)
 
@@ -247,6 +248,9 @@ for _ufunc in NONDIFFERENTIABLE:
     else:
         _binary(_ufunc.__name__, _ufunc, _zero_jvp)
 
+_broadcasting_power = handlers[np.power]      # what _binary registered
+
+
 @implements(np.power)
 def power(x, y):
     """x ** 2 is `square`, as in NumPy's own fast path for arrays (the same values), whose
@@ -254,8 +258,7 @@ def power(x, y):
     x, y = promote(x, y)
     if isinstance(y, np.generic) and y == 2 and ufunc_dtype(np.power, x.dtype, y.dtype) == x.dtype:
         return prims["square"].bind(x)
-    broadcast_shapes(x.shape, y.shape)
-    return prims["power"].bind(x, y)
+    return _broadcasting_power(x, y)
 
 
 implements(np.fmax)(lambda x, y: prims["maximum"].bind(*promote(x, y)))

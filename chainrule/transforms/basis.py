@@ -1,7 +1,8 @@
 """Jacobians on a structured identity basis.
 
 `jacfwd` evaluates the linear graph on all basis vectors of an input at once, and
-`jacrev` the adjoint graph on all basis cotangents (vmap's interpreter). Stored densely,
+`jacrev` runs the backward pass on all basis cotangents at once (the tape's templates,
+or the adjoint graph, under vmap's interpreter). Stored densely,
 that batch is an identity matrix, and the first operation it meets costs as if it were
 any matrix: for `A @ x` a full matrix product A @ I. Here the batch starts as a
 `DiagonalBatch` and keeps that form through the primitives whose `diagonal` rule knows

@@ -34,10 +34,9 @@ class Template:
     equation's outputs, in order. A register is dropped after its last use, and a ufunc
     whose operand is an array the program made itself and will not read again writes
     its result into that array (peak memory, and no fresh pages for large arrays). Its
-    arguments are the primal inputs and outputs it reads (`reads` masks
-    which: only those are kept alive) and then the tangents or cotangents it maps;
-    `live[i]` says whether the i-th result it could give is computed (not a symbolic
-    zero)."""
+    arguments are the primal inputs and outputs it reads (`reads` masks which: only
+    those are kept alive) and then the output cotangents; `live[i]` says whether the
+    primitive's i-th output has a tangent at all (not a symbolic zero)."""
     __slots__ = ("graph", "reads", "live", "consts", "program", "outputs", "batched_programs")
 
     def __init__(self, graph, reads, live):
