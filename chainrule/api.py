@@ -98,11 +98,12 @@ class _Linearized(_Flattened):
     def linearize(self):
         return self.lin
 
-    def pull(self, ct_leaves, batch=None):
+    def pull(self, ct_leaves, batch=None, last=False):
         """Cotangents of the leaves (Zero or None where nothing flows back) from those of
         the outputs (None: zero). With `batch=n`, of a batch of n cotangents along a
         leading axis (or a DiagonalBatch): the backward pass is traced once and run by
-        vmap's interpreter."""
+        vmap's interpreter. (`last`, no pull will follow, lets the tape free what it
+        saved as it goes; the linear graph has nothing to gain from it.)"""
         if batch is not None:
             avals = [aval_of(o) for o, c in zip(self.outs, ct_leaves) if c is not None]
             adjoint, _, _ = trace_flat(
@@ -172,7 +173,8 @@ def _instantiate_like(ct, leaf):
     return instantiate(ct)
 
 
-def _pullback(traced):
+def _pullback(traced, last=False):
+    """The user-facing pullback of a traced function; `last`: it is called only once."""
     def pullback(ct):
         ct_leaves, ct_tree = tree_flatten(ct)
         if ct_tree != traced.out_tree:
@@ -184,7 +186,8 @@ def _pullback(traced):
                                  f"shape {np.shape(o)}")
         ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, aval_of(o).dtype)
                      for c, o in zip(ct_leaves, traced.outs)]
-        flat = [_instantiate_like(c, x) for c, x in zip(traced.pull(ct_leaves), traced.leaves)]
+        flat = [_instantiate_like(c, x)
+                for c, x in zip(traced.pull(ct_leaves, last=last), traced.leaves)]
         return tree_unflatten(traced.in_tree, flat)
     return pullback
 
@@ -218,7 +221,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         if not _is_float(out):
             raise NonDifferentiableError(
                 f"grad needs a floating-point output, got dtype {aval_of(out).dtype}")
-        grads = _pullback(traced)(
+        grads = _pullback(traced, last=True)(
             tree_unflatten(traced.out_tree, [np.ones((), aval_of(out).dtype)]))
         grads = grads[0] if isinstance(argnums, int) else grads
         value = traced.output()

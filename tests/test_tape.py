@@ -179,10 +179,11 @@ def test_a_symbolic_zero_tangent_records_nothing_downstream():
                                np.ones(3))
 
 
-def test_templates_write_only_into_arrays_they_made():
-    """The tanh template computes ct * (1 - y*y) with one new array: 1 - y*y overwrites
-    y*y, and the product overwrites that; the saved y, the cotangents and the inputs are
-    never written."""
+def test_a_reused_pullback_writes_into_nothing_it_was_given():
+    """The tanh template computes ct * (1 - y*y): 1 - y*y overwrites y*y, and the
+    product overwrites that. A pullback that may be called again keeps the saved y, so
+    y*y takes a new array; the saved y, the cotangents and the inputs are never
+    written."""
     W, X = rng.standard_normal((4, 3)), rng.standard_normal((5, 4))
     f = lambda W: np.sum(np.tanh(X @ W) ** 2)
     before = W.copy(), X.copy()
@@ -197,7 +198,62 @@ def test_templates_write_only_into_arrays_they_made():
     assert seed == 1.0
     tanh = [t for k, t in templates._templates.items()
             if k[0] is tape.vjp_template and k[1] is prims["tanh"]][-1]
-    assert [step[-1] for step in tanh.program] == [None, 1, 1]
+    # where each result may go: y*y into y if unshared, 1 - c into c (made by the
+    # program), ct * d into d (the donor ct is not needed then)
+    assert [step[-2:] for step in tanh.program] == [(None, (0, 1)), (1, ()), (1, (0,))]
+
+
+def _tanh_template(shape):
+    x = rng.standard_normal(shape)
+    cr.grad(lambda x: np.sum(np.tanh(x)))(x)
+    return next(t for k, t in templates._templates.items() if k[0] is tape.vjp_template
+                and k[1] is prims["tanh"] and k[-1][1] == shape)
+
+
+def test_a_template_overwrites_an_argument_only_when_nothing_else_holds_it():
+    tanh = _tanh_template((6,))
+    y, ct = np.tanh(rng.standard_normal(6)), rng.standard_normal(6)
+    want = ct * (1 - y * y)
+    args = [y.copy(), ct.copy()]                # the list holds the only references
+    address = args[0].ctypes.data
+    got = tanh(args)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert got.ctypes.data == address           # y*y, 1 - y*y and the product, in place
+    held = [y.copy(), ct.copy()]
+    got = tanh(list(held))[0]                   # the caller still holds both arrays
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    np.testing.assert_array_equal(held[0], y)
+    np.testing.assert_array_equal(held[1], ct)
+    view = y.copy()[::-1][::-1]                 # a view: its base may be seen elsewhere
+    got = tanh([view, ct.copy()])[0]
+    np.testing.assert_array_equal(view, y)
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+def test_grad_frees_what_the_tape_saved_but_leaves_what_the_user_holds():
+    """grad pulls back once, so its tape hands the saved tanh output to the template,
+    which may overwrite it; here the function returns it as auxiliary data, so it
+    must come back intact."""
+    W, X = rng.standard_normal((4, 3)), rng.standard_normal((5, 4))
+
+    def f(W):
+        y = np.tanh(X @ W)
+        return np.sum(y ** 2), y
+    for _ in range(3):                          # the later calls run on templates
+        g, y = cr.grad(f, has_aux=True)(W)
+        want = np.tanh(X @ W)
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_allclose(g, X.T @ (2 * want * (1 - want * want)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("f, args", FUNCTIONS)
+def test_grad_with_its_single_pullback_equals_linearize_then_transpose(f, args):
+    ct = rng.standard_normal(np.shape(f(*args)))
+    loss = lambda *a: np.sum(f(*a) * ct)
+    for _ in range(2):
+        got = cr.grad(loss, argnums=tuple(range(len(args))))(*args)
+        for g, want in zip(got, _linearized_vjp(f, args, ct)):
+            np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-14)
 
 
 def test_jacrev_runs_the_tape_backwards_once_on_the_whole_basis():

@@ -149,7 +149,9 @@ def tape_flat(fun, primals, differentiable):
     pullback(output cotangents, None for zero) gives the cotangents of the
     differentiable inputs (None where nothing flowed back). With `batch=n` the
     cotangents are batches of n along a leading axis (or a DiagonalBatch, such as the
-    identity basis of a Jacobian), and so are the results: every step runs batched."""
+    identity basis of a Jacobian), and so are the results: every step runs batched.
+    `last=True` promises no further pullback: each operation's saved values are then
+    released as the pass goes, and a template may overwrite those it alone holds."""
     with new_trace(kind=TapeTrace) as trace, _quiet_partials():
         in_refs = [next(trace.refs) if d else None for d in differentiable]
         outs = fun(*[JVPTracer(trace, p, r) for p, r in zip(primals, in_refs)])
@@ -158,7 +160,7 @@ def tape_flat(fun, primals, differentiable):
         out_refs = [o._tangent if m else None for o, m in zip(outs, mine)]
     nodes = trace.nodes
 
-    def pullback(out_cts, batch=None):
+    def pullback(out_cts, batch=None, last=False):
         cts: dict = {}
         for r, ct in zip(out_refs, out_cts):
             if r is not None and ct is not None:
@@ -167,17 +169,19 @@ def tape_flat(fun, primals, differentiable):
         lead = () if batch is None else (batch,)
         with _quiet_partials():
             for node in reversed(nodes):
+                saved = node.saved
+                if last:
+                    node.saved = None
                 pulled = pop_cotangents(cts, node.out_refs)
                 if pulled is None:
                     continue
                 if node.out_avals is not None:          # several outputs
                     pulled = [np.zeros(lead + av.shape, av.dtype) if c is None and r is not None
                               else c for c, r, av in zip(pulled, node.out_refs, node.out_avals)]
-                if batch is None:
-                    in_cts = node.vjp(node.saved + pulled, traced)
-                else:
-                    in_cts = node.vjp.batched(node.saved + pulled, [None] * len(node.saved)
-                                              + [0] * len(pulled), batch)
+                n_saved, args = len(saved), saved + pulled
+                del saved, pulled       # the template may overwrite what only it holds
+                in_cts = node.vjp(args, traced) if batch is None else node.vjp.batched(
+                    args, [None] * n_saved + [0] * (len(args) - n_saved), batch)
                 for r, ct in zip(node.in_refs, in_cts):
                     _add(cts, r, ct)
         return [None if r is None else _dense(cts[r]) if r in cts else None for r in in_refs]

@@ -18,6 +18,8 @@ recorded one by one either way.)
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..core.batch_axes import move_batch_axis
@@ -32,11 +34,15 @@ from .simplify import simplify
 class Template:
     """A graph run as a register program: arguments, then constants, then each
     equation's outputs, in order. A register is dropped after its last use, and a ufunc
-    whose operand is an array the program made itself and will not read again writes
-    its result into that array (peak memory, and no fresh pages for large arrays). Its
-    arguments are the primal inputs and outputs it reads (`reads` masks which: only
-    those are kept alive) and then the output cotangents; `live[i]` says whether the
-    primitive's i-th output has a tangent at all (not a symbolic zero)."""
+    whose operand will not be read again writes its result into that operand's array:
+    always when the program made the array itself, and, for an argument, when the
+    array owns its memory and nothing outside the program holds it (`_extra_refs`), such
+    as a cotangent passed on by the tape or a value the tape saved for this operation
+    alone. Fewer large arrays are then alive at once, and fewer fresh pages are touched.
+    Its arguments are the primal inputs and outputs it reads (`reads` masks which: only
+    those are kept alive) and then the output cotangents, given as a list the program
+    takes over; `live[i]` says whether the primitive's i-th output has a tangent at
+    all (not a symbolic zero)."""
     __slots__ = ("graph", "reads", "live", "consts", "program", "outputs", "batched_programs")
 
     def __init__(self, graph, reads, live):
@@ -56,32 +62,41 @@ class Template:
         for reg, i in last_use.items():
             dead[i].append(reg)
         made = set()        # registers holding arrays a ufunc of the program allocated
+        n_args = len(graph.invars)
         self.program = []
         for i, e in enumerate(graph.eqns):
             impl = impl_rules[e.prim]
             ins = [slot[a] for a in e.inputs]
-            into = None     # the position of the operand the result may overwrite
+            into, donors = None, ()     # operands the result may overwrite (positions)
             if isinstance(impl, np.ufunc) and impl.nout == 1 and e.outputs[0].aval.ndim:
-                into = next((k for k, (a, r) in enumerate(zip(e.inputs, ins)) if r in made
-                             and r in dead[i] and a.aval == e.outputs[0].aval), None)
+                fits = [k for k, (a, r) in enumerate(zip(e.inputs, ins))
+                        if r in dead[i] and a.aval == e.outputs[0].aval]
+                into = next((k for k in fits if ins[k] in made), None)
+                donors = tuple(k for k in fits if ins[k] < n_args)
                 made.add(slot[e.outputs[0]])
-            self.program.append((e.prim, impl, ins, e.params, dead[i], into))
+            self.program.append((e.prim, impl, ins, e.params, dead[i], into, donors))
         self.outputs = [slot[a] for a in graph.outvars]
 
     def __call__(self, args, traced=False):
         """Runs the program: on arrays directly; by binding when values may be traced
         (then each primitive records in the innermost trace among its inputs)."""
-        regs = args + self.consts
-        for prim, impl, ins, params, dead, into in self.program:
+        regs = args
+        regs += self.consts
+        for prim, impl, ins, params, dead, into, donors in self.program:
             operands = [regs[i] for i in ins]
             for i in dead:
                 regs[i] = None
             if traced:
                 out = prim.bind(*operands, **params)
-            elif into is None:
-                out = impl(*operands, **params)
-            else:
+            elif into is not None:
                 out = impl(*operands, out=operands[into])
+            else:
+                target = next((operands[k] for k in donors if _extra_refs(
+                    operands[k], operands) == _NO_EXTRA_REFS and _owned(operands[k])),
+                    None) if donors else None
+                out = impl(*operands, **params) if target is None else \
+                    impl(*operands, out=target)
+                del target
             del operands
             if prim.multiple_results:
                 regs.extend(out)
@@ -105,6 +120,26 @@ class Template:
                                     apply=apply_structured)
         return [o if type(o) is DiagonalBatch else move_batch_axis(o, d, 0, size)
                 for o, d in zip(outs, out_dims)]
+
+
+def _extra_refs(a, operands) -> int:
+    """The references to `a` beyond its entries in the operand list. The program clears
+    its dead registers (in the argument list it took over, too), so when this equals
+    `_NO_EXTRA_REFS` nothing outside the running equation holds `a`: overwriting it is
+    then invisible, as in NumPy's own elision of temporaries (weak references aside:
+    they are not counted)."""
+    return sys.getrefcount(a) - sum(o is a for o in operands)
+
+
+_probe = [np.empty(1)]      # an array that only one list holds, passed as above
+_NO_EXTRA_REFS = _extra_refs(_probe[0], _probe)     # (this call's own references)
+del _probe
+
+
+def _owned(a) -> bool:
+    """A writeable array owning its memory: views keep their base alive, so an array
+    something views never passes the count above."""
+    return type(a) is np.ndarray and a.base is None and a.flags.writeable
 
 
 def build(fn, in_avals, n_values, live):
