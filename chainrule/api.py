@@ -43,6 +43,8 @@ def _as_leaf(x):
 
 
 def _is_float(x) -> bool:
+    if type(x) is np.ndarray:
+        return x.dtype.kind in "fc"
     return aval_of(x).is_float
 
 
@@ -173,8 +175,7 @@ def _instantiate_like(ct, leaf):
     return instantiate(ct)
 
 
-def _pullback(traced, last=False):
-    """The user-facing pullback of a traced function; `last`: it is called only once."""
+def _pullback(traced):
     def pullback(ct):
         ct_leaves, ct_tree = tree_flatten(ct)
         if ct_tree != traced.out_tree:
@@ -186,8 +187,7 @@ def _pullback(traced, last=False):
                                  f"shape {np.shape(o)}")
         ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, aval_of(o).dtype)
                      for c, o in zip(ct_leaves, traced.outs)]
-        flat = [_instantiate_like(c, x)
-                for c, x in zip(traced.pull(ct_leaves, last=last), traced.leaves)]
+        flat = [_instantiate_like(c, x) for c, x in zip(traced.pull(ct_leaves), traced.leaves)]
         return tree_unflatten(traced.in_tree, flat)
     return pullback
 
@@ -221,8 +221,9 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         if not _is_float(out):
             raise NonDifferentiableError(
                 f"grad needs a floating-point output, got dtype {aval_of(out).dtype}")
-        grads = _pullback(traced, last=True)(
-            tree_unflatten(traced.out_tree, [np.ones((), aval_of(out).dtype)]))
+        cts = traced.pull([np.ones((), aval_of(out).dtype)], last=True)
+        grads = tree_unflatten(traced.in_tree, [_instantiate_like(c, x)
+                                                for c, x in zip(cts, traced.leaves)])
         grads = grads[0] if isinstance(argnums, int) else grads
         value = traced.output()
         return ((value, traced.aux), grads) if has_aux else (value, grads)

@@ -83,7 +83,8 @@ class TapeTrace(JVPTrace):
             raise _no_rule(prim)
         template = template_for(vjp_template, prim, primals, params, tangents, outs)
         if template is not None:
-            saved = [v for v, r in zip([*primals, *outs], template.reads) if r]
+            values = primals + outs
+            saved = [values[i] for i in template.read_at]
             vjp, live = template, template.live
         else:
             saved, (vjp, live) = [], _linear_graph_vjp(prim, primals, tangents, outs, params)

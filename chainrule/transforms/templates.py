@@ -43,10 +43,12 @@ class Template:
     those are kept alive) and then the output cotangents, given as a list the program
     takes over; `live[i]` says whether the primitive's i-th output has a tangent at
     all (not a symbolic zero)."""
-    __slots__ = ("graph", "reads", "live", "consts", "program", "outputs", "batched_programs")
+    __slots__ = ("graph", "reads", "read_at", "live", "consts", "program", "outputs",
+                 "batched_programs")
 
     def __init__(self, graph, reads, live):
         self.graph, self.reads, self.live = graph, reads, live
+        self.read_at = tuple(i for i, r in enumerate(reads) if r)
         self.batched_programs: dict = {}
         literals = [a for e in graph.eqns for a in e.inputs if type(a) is Literal] + \
             [a for a in graph.outvars if type(a) is Literal]
@@ -72,7 +74,9 @@ class Template:
                 fits = [k for k, (a, r) in enumerate(zip(e.inputs, ins))
                         if r in dead[i] and a.aval == e.outputs[0].aval]
                 into = next((k for k in fits if ins[k] in made), None)
-                donors = tuple(k for k in fits if ins[k] < n_args)
+                out = e.outputs[0].aval
+                if out.size * out.dtype.itemsize >= DONATE_MIN_BYTES:
+                    donors = tuple(k for k in fits if ins[k] < n_args)
                 made.add(slot[e.outputs[0]])
             self.program.append((e.prim, impl, ins, e.params, dead[i], into, donors))
         self.outputs = [slot[a] for a in graph.outvars]
@@ -120,6 +124,10 @@ class Template:
                                     apply=apply_structured)
         return [o if type(o) is DiagonalBatch else move_batch_axis(o, d, 0, size)
                 for o, d in zip(outs, out_dims)]
+
+
+DONATE_MIN_BYTES = 256 * 1024   # smaller arguments are not worth counting references
+                                # (NumPy elides temporaries from the same size on)
 
 
 def _extra_refs(a, operands) -> int:
