@@ -105,6 +105,12 @@ def _parse(argv):
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first wrong result")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="rerun under glibc settings that keep freed memory in the process instead of "
+        "returning it to the system (see benchmarks/README.md, 'Fresh memory')",
+    )
     args = parser.parse_args(argv)
     keys = [k.strip().upper() for k in args.only.split(",")] if args.only else list(WORKLOADS)
     frameworks = [f.strip() for f in args.frameworks.split(",")]
@@ -113,8 +119,22 @@ def _parse(argv):
     return args, keys, frameworks
 
 
+# glibc's malloc, told to serve every size from its heap and never to trim it: memory a
+# call frees is reused by the next call instead of being returned and faulted in again.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
+
+
+def _keeps_freed_memory():
+    return all(os.environ.get(k) == v for k, v in KEEP_FREED_MEMORY.items())
+
+
 def main(argv=None):
-    args, keys, frameworks = _parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args, keys, frameworks = _parse(argv)
+    if args.keep_freed_memory and not _keeps_freed_memory():
+        # malloc reads its settings when the process starts: start again under them
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *argv],
+                  {**os.environ, **KEEP_FREED_MEMORY})
     config = TimingConfig.quick() if args.quick else TimingConfig()
     load_before = _load_average()
     if load_before is not None and load_before > 0.5 * (os.cpu_count() or 1):
@@ -142,8 +162,11 @@ def main(argv=None):
                 print("ERROR: stopping at the first wrong result (--fail-fast)", file=sys.stderr)
                 return 1
 
-    command = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.run " + " ".join(argv)
     extra = [("load average (1 min) at start / end", f"{load_before} / {_load_average()}")]
+    if _keeps_freed_memory():
+        extra.append(("glibc malloc", "keeps freed memory (" + ", ".join(
+            f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items()) + ")"))
     if "torch" in sys.modules:
         extra.append(("PyTorch threads", str(sys.modules["torch"].get_num_threads())))
     if "jax" in sys.modules:
