@@ -63,7 +63,7 @@ class Template:
         dead = [[] for _ in graph.eqns]
         for reg, i in last_use.items():
             dead[i].append(reg)
-        made = set()        # registers holding arrays a ufunc of the program allocated
+        made = set()        # registers holding ufunc results: arrays the program owns
         n_args = len(graph.invars)
         self.program = []
         for i, e in enumerate(graph.eqns):
