@@ -104,8 +104,8 @@ class _Linearized(_Flattened):
         """Cotangents of the leaves (Zero or None where nothing flows back) from those of
         the outputs (None: zero). With `batch=n`, of a batch of n cotangents along a
         leading axis (or a DiagonalBatch): the backward pass is traced once and run by
-        vmap's interpreter. (`last`, no pull will follow, lets the tape free what it
-        saved as it goes; the linear graph has nothing to gain from it.)"""
+        vmap's interpreter. `last` (no pull follows) matters to the tape, which then
+        frees what it saved as it goes; a linear graph has nothing to free early."""
         if batch is not None:
             avals = [aval_of(o) for o, c in zip(self.outs, ct_leaves) if c is not None]
             adjoint, _, _ = trace_flat(
