@@ -246,7 +246,7 @@ def jit(fun, static_argnums=(), static_argnames=()):
 
 def source(fun, *args, static_argnums=(), static_argnames=(), **kwargs) -> str:
     """The Python source that `jit(fun)` runs for these arguments: a module importing
-    only NumPy and defining one function."""
+    NumPy (and scipy.special, where fun uses it) and defining one function."""
     jitted = fun if isinstance(fun, Jitted) else Jitted(fun, static_argnums,
                                                          static_argnames)
     return jitted.source(*args, **kwargs)

@@ -43,7 +43,7 @@ def test_the_table_is_not_empty():
 
 
 def test_every_primitive_of_the_ops_has_an_emitter():
-    from chainrule.codegen.emitters import EMITTERS
+    from chainrule.codegen.emitters import emitter_of
     from test_ops_spec import _ops_primitives
-    missing = sorted(p.name for p in _ops_primitives() if p not in EMITTERS)
+    missing = sorted(p.name for p in _ops_primitives() if emitter_of(p) is None)
     assert not missing, f"primitives without an emitter (they call back into chainrule): {missing}"

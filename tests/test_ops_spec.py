@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import scipy.special as sc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,6 +59,15 @@ def above_one(rng, shape):
 
 def moderate(rng, shape):
     return rng.uniform(-1.2, 1.2, shape)
+
+
+def in_unit_interval(rng, shape):
+    return rng.uniform(0.1, 0.9, shape)
+
+
+def negative_off_integers(rng, shape):
+    """Negative values at least 0.2 from every integer (the poles of gammaln, digamma)."""
+    return -np.floor(3 * rng.uniform(size=shape)) - rng.uniform(0.2, 0.8, shape)
 
 
 def some_negative(rng, shape):
@@ -384,7 +394,26 @@ BINARY = {
     "logaddexp": (np.logaddexp, real, real), "logaddexp2": (np.logaddexp2, real, real),
 }
 
+# scipy.special's ufuncs (registered when a tracer first meets one)
+SPECIAL = {
+    "erf": (sc.erf, real), "erfc": (sc.erfc, real), "erfinv": (sc.erfinv, inside_unit),
+    "ndtr": (sc.ndtr, real), "ndtri": (sc.ndtri, in_unit_interval),
+    "log_ndtr": (sc.log_ndtr, real), "expit": (sc.expit, real),
+    "log_expit": (sc.log_expit, real), "logit": (sc.logit, in_unit_interval),
+    "entr": (sc.entr, positive), "gammaln": (sc.gammaln, positive),
+    "gammaln at negative non-integers": (sc.gammaln, negative_off_integers),
+    "digamma": (sc.digamma, positive),
+    "digamma at negative non-integers": (sc.digamma, negative_off_integers),
+    "scipy.special's copies of NumPy ufuncs":
+        (lambda x: sc.expm1(x) + sc.log1p(x) + sc.exp2(x) + sc.cbrt(x), positive),
+}
+SPECIAL_BINARY = {"xlogy": (sc.xlogy, real, positive), "xlog1py": (sc.xlog1py, real, positive)}
+
 SPECS = [Spec(name, fn, one(domain)) for name, (fn, domain) in UNARY.items()] + \
+        [Spec(f"scipy.special {name}", fn, one(domain)) for name, (fn, domain) in
+         SPECIAL.items()] + \
+        [Spec(f"scipy.special {name}", fn, elementwise(d0, d1)) for name, (fn, d0, d1) in
+         SPECIAL_BINARY.items()] + \
         [Spec(name, fn, elementwise(d0, d1)) for name, (fn, d0, d1) in BINARY.items()] + [
     Spec("power with a constant exponent", lambda x: x ** 3 + np.power(x, 2.0) - x ** -1.0,
          one(nonzero)),

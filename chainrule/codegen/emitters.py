@@ -16,12 +16,14 @@ functions of the module (`ctx.function`) called from a Python loop or branch.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .. import control
+from ..core.primitive import impl_rules
 from ..ops import contraction, elementwise, linalg, reductions, shape
 
 NAMESPACE = "np"
@@ -32,13 +34,33 @@ class Emitter:
     emit: Callable
     ufunc: str | None = None      # "np.tanh": accepts out=
     view: bool = False            # the result may share memory with an operand
+    imports: str | None = None    # a module the code names, imported by the generated module
 
 
 EMITTERS: dict = {}
 
 
-def _register(prim, emit, ufunc=None, view=False):
-    EMITTERS[prim] = Emitter(emit, ufunc, view)
+def _register(prim, emit, ufunc=None, view=False, imports=None):
+    EMITTERS[prim] = Emitter(emit, ufunc, view, imports)
+
+
+def emitter_of(prim) -> Emitter | None:
+    """The emitter of prim, or None. scipy.special's primitives, defined when a traced
+    value first meets one (ops/special.py), get theirs once that has happened."""
+    special = sys.modules.get("chainrule.ops.special")
+    if prim not in EMITTERS and special is not None:
+        _register_special(special)
+    return EMITTERS.get(prim)
+
+
+def _register_special(special):
+    for name in (*special.UNARY, *special.BINARY):
+        f = f"scipy.special.{name}"
+        _register(elementwise.prims[name], lambda ctx, *xs, f=f: f"{f}({', '.join(xs)})", f,
+                  imports="scipy.special")
+    _register(special.polygamma_p, lambda ctx, x, order: (
+        f"{NAMESPACE}.asarray(scipy.special.polygamma({order}, {x}), "
+        f"{dtype_source(ctx.out_aval.dtype)})"), imports="scipy.special")
 
 
 def dtype_source(dtype) -> str:
@@ -59,6 +81,8 @@ OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/",
              "not_equal": "!="}
 
 for _name, _prim in elementwise.prims.items():
+    if impl_rules[_prim] is not getattr(np, _name, None):
+        continue        # not NumPy's (scipy.special's: see emitter_of)
     _ufunc = f"{NAMESPACE}.{getattr(np, _name).__name__}"
     if _name in OPERATORS:
         _register(_prim, lambda ctx, a, b, op=OPERATORS[_name]: f"{a} {op} {b}", _ufunc)

@@ -1,7 +1,7 @@
 """Graph -> Python source -> function.
 
-The generated module imports only NumPy (as the one namespace `np`) and defines one
-function (plus one per loop body or branch of structured control flow): one statement
+The generated module imports NumPy (as the one namespace `np`; scipy.special too when
+the graph calls it) and defines one function (plus one per loop body or branch of structured control flow): one statement
 per equation, names taken from the user's code (argument
 names, dictionary keys, and the targets of assignments like `h = np.tanh(...)` on the
 lines the equations come from), a comment with the user's source line before the
@@ -33,7 +33,7 @@ import numpy as np
 from ..core.ir import Graph, Literal, Var
 from ..core.pytree import TreeDef
 from ..core.trace import DerivedSource
-from .emitters import EMITTERS, NAMESPACE, Emitter, dtype_source
+from .emitters import NAMESPACE, Emitter, dtype_source, emitter_of
 
 RELEASE_BYTES = 1 << 16
 INLINE_ELEMENTS = 16
@@ -58,7 +58,7 @@ class GeneratedModule:
 
 # --------------------------------------------------------------------------- names
 
-_RESERVED = {NAMESPACE, "consts"} | set(dir(builtins)) | set(keyword.kwlist)
+_RESERVED = {NAMESPACE, "consts", "scipy"} | set(dir(builtins)) | set(keyword.kwlist)
 
 
 def identifier(text, default="f") -> str:
@@ -267,6 +267,7 @@ class _Module:
         self.names = Names()
         self.consts = Constants(self.names)
         self.helpers: list = []
+        self.imports: set = set()       # modules besides NumPy that the code names
         self.functions: dict = {}       # graph -> the name of the function written for it
         self.release_bytes = release_bytes
 
@@ -329,7 +330,7 @@ class _Generator:
 
     @staticmethod
     def emitter(e) -> Emitter:
-        return EMITTERS.get(e.prim) or _fallback(e.prim, e.params)
+        return emitter_of(e.prim) or _fallback(e.prim, e.params)
 
     def nbytes(self, v) -> int:
         return v.aval.size * v.aval.dtype.itemsize
@@ -358,6 +359,8 @@ class _Generator:
         lines, current = [], None
         for k, e in enumerate(self.graph.eqns):
             emitter = self.emitter(e)
+            if emitter.imports:
+                self.module.imports.add(emitter.imports)
             outs = [names.claim(v.hint) if v.hint else names.fresh()
                     if v in self.last_use else "_" for v in e.outputs]
             dtypes = [a.aval.dtype for a in e.inputs if isinstance(a, Var)]
@@ -433,7 +436,7 @@ def generate(graph: Graph, name="f", args=None, out_tree=None,
     ret = tree_source(out_tree, results) if out_tree is not None else \
         "(" + ", ".join(results) + ("," if len(results) == 1 else "") + ")"
     body.append(f"return {ret}")
-    lines = [f"import numpy as {NAMESPACE}"]
+    lines = [f"import numpy as {NAMESPACE}"] + [f"import {m}" for m in sorted(module.imports)]
     if module.consts.lines:
         lines += [""] + module.consts.lines
     for helper in module.helpers:

@@ -29,6 +29,19 @@ from .ir import Aval, Eqn, Graph, Literal, Var, aval_of
 
 # NumPy function, ufunc, or method name ("getitem", "setitem", "astype") -> handler.
 handlers: dict = {}
+# Functions called with a key that has no handler; each may register one on demand (for
+# a library's functions, which a user can only pass in once the library is imported).
+handler_loaders: list = []
+
+
+def find_handler(key):
+    """The handler of a NumPy function, ufunc or method name, or None."""
+    h = handlers.get(key)
+    if h is None:
+        for load in handler_loaders:
+            load(key)
+        h = handlers.get(key)
+    return h
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _trace_stack: list = []
@@ -219,7 +232,7 @@ def concrete(x):
 
 
 def _handler(key, name):
-    h = handlers.get(key)
+    h = find_handler(key)
     if h is None:
         raise unsupported_function(name)
     return h
@@ -228,6 +241,14 @@ def _handler(key, name):
 def _np_name(func) -> str:
     module = getattr(func, "__module__", None) or "numpy"
     return f"{module.replace('numpy.', 'np.').replace('numpy', 'np')}.{func.__name__}"
+
+
+def _ufunc_name(ufunc) -> str:
+    """np.<name> for NumPy's ufuncs; other libraries' ufuncs (scipy.special's) do not
+    say which module they come from."""
+    name = ufunc.__name__
+    return f"np.{name}" if getattr(np, name, None) is ufunc else \
+        f"{name} (a ufunc from outside NumPy)"
 
 
 def _unary_op(ufunc):
@@ -276,14 +297,14 @@ class Tracer:
         out = kwargs.pop("out", None)
         dtype = kwargs.pop("dtype", None)
         if method == "__call__":
-            handler = handlers.get(ufunc)
+            handler = find_handler(ufunc)
             if handler is None or kwargs:
-                name = f"np.{ufunc.__name__}"
+                name = _ufunc_name(ufunc)
                 raise unsupported_function(
                     f"{name} with argument(s) {', '.join(kwargs)}" if kwargs else name)
             result = handler(*inputs)
         else:
-            result = _handler((ufunc, method), f"np.{ufunc.__name__}.{method}")(
+            result = _handler((ufunc, method), f"{_ufunc_name(ufunc)}.{method}")(
                 *inputs, **kwargs)
         if dtype is not None:
             result = result.astype(dtype)
@@ -299,7 +320,7 @@ class Tracer:
         return target
 
     def __array_function__(self, func, types, args, kwargs):
-        handler = handlers.get(func)
+        handler = find_handler(func)
         if handler is None:
             raise unsupported_function(_np_name(func))
         if kwargs.get("out") is not None:
