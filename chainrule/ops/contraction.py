@@ -44,7 +44,8 @@ def _plan(spec, a_shape, b_shape):
     if not batch and len(summed) == 1 and len(free_a) <= 1 and len(free_b) <= 1:
         perm_a = tuple(a_idx.index(i) for i in free_a + summed)
         perm_b = tuple(b_idx.index(i) for i in summed + free_b)
-        return ("matmul", perm_a, perm_b, list(out_idx) != free_a + free_b)
+        return ("matmul", _unless_identity(perm_a), _unless_identity(perm_b),
+                list(out_idx) != free_a + free_b)
     perm_a = tuple(a_idx.index(i) for i in batch + free_a + summed)
     perm_b = tuple(b_idx.index(i) for i in batch + summed + free_b)
     n = lambda idx: int(np.prod([size[i] for i in idx], dtype=np.int64))
@@ -57,15 +58,21 @@ def _plan(spec, a_shape, b_shape):
             perm_out, out_shape)
 
 
+def _unless_identity(perm):
+    """perm, or None when it leaves the axes in place (no transpose to call)."""
+    return None if perm == tuple(range(len(perm))) else perm
+
+
 def _contract_impl(a, b, spec):
-    plan = _plan(spec, np.shape(a), np.shape(b))
+    plan = _plan(spec, a.shape, b.shape)
+    if plan[0] == "matmul":
+        _, perm_a, perm_b, swap = plan
+        out = (a if perm_a is None else a.transpose(perm_a)) @ \
+            (b if perm_b is None else b.transpose(perm_b))
+        return out.T if swap else out
     if plan[0] == "product":
         _, perm_a, view_a, perm_b, view_b = plan
         return np.transpose(a, perm_a).reshape(view_a) * np.transpose(b, perm_b).reshape(view_b)
-    if plan[0] == "matmul":
-        _, perm_a, perm_b, swap = plan
-        out = np.transpose(a, perm_a) @ np.transpose(b, perm_b)
-        return out.T if swap else out
     _, perm_a, shape_a, perm_b, shape_b, mid_shape, perm_out, out_shape = plan
     am = np.transpose(a, perm_a).reshape(shape_a)
     bm = np.transpose(b, perm_b).reshape(shape_b)
