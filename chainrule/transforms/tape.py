@@ -79,25 +79,28 @@ class TapeTrace(JVPTrace):
         self.nested = bool(open_traces())
 
     def _tangents(self, prim, primals, tangents, outs, params):
-        if prim not in jvp_rules:
-            raise _no_rule(prim)
         template = template_for(vjp_template, prim, primals, params, tangents, outs)
         if template is not None:
             values = primals + outs
             saved = [values[i] for i in template.read_at]
             vjp, live = template, template.live
+        elif prim not in jvp_rules:
+            raise _no_rule(prim)
         else:
             saved, (vjp, live) = [], _linear_graph_vjp(prim, primals, tangents, outs, params)
-        if not any(live):
-            return [None] * len(outs)       # a symbolic zero: downstream sees no tangent
-        refs = [next(self.refs) if t else None for t in live]
         in_refs = [t for t in tangents if t is not None]
         if len(outs) == 1:
+            if not live[0]:
+                return [None]       # a symbolic zero: downstream sees no tangent
+            refs = [next(self.refs)]
             self.nodes.append(Node(vjp, saved, in_refs, refs, None))
-        else:
-            floats = [o.dtype.kind in "fc" for o in outs]
-            self.nodes.append(Node(vjp, saved, in_refs, [r for r, f in zip(refs, floats) if f],
-                                   [aval_of(o) for o, f in zip(outs, floats) if f]))
+            return refs
+        if not any(live):
+            return [None] * len(outs)
+        refs = [next(self.refs) if t else None for t in live]
+        floats = [o.dtype.kind in "fc" for o in outs]
+        self.nodes.append(Node(vjp, saved, in_refs, [r for r, f in zip(refs, floats) if f],
+                               [aval_of(o) for o, f in zip(outs, floats) if f]))
         return refs
 
 

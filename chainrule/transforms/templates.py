@@ -179,6 +179,16 @@ TEMPLATE_AT_SECOND_SIGHT = True     # False: a template at once (the tests take 
 TEMPLATE_CACHE_SIZE = 4096
 
 
+def signature(maker, prim, params, primals, tangents) -> tuple:
+    """The key of an operation's template: the maker, the primitive, its parameters,
+    then type, shape, dtype and whether it has no tangent, for each operand (flat: the
+    cheapest tuple to build and hash, on the path of every recorded operation)."""
+    key = [maker, prim, *params.items()]
+    for p, t in zip(primals, tangents):
+        key += (type(p), p.shape, p.dtype, t is None)
+    return tuple(key)
+
+
 def template_for(maker, prim, primals, params, tangents, outs):
     """The cached Template that `maker(prim, in_avals, params, with_tangent)` makes for
     this operation's signature, or None: the caller applies the rule itself. A template
@@ -191,8 +201,7 @@ def template_for(maker, prim, primals, params, tangents, outs):
         _seen_once.clear()
         _templates_version[0] = RuleTable.version
     try:
-        key = (maker, prim, *params.items(), *[(type(p), p.shape, p.dtype, t is None)
-                                                for p, t in zip(primals, tangents)])
+        key = signature(maker, prim, params, primals, tangents)
         return _templates[key]
     except KeyError:
         pass
