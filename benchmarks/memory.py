@@ -19,6 +19,7 @@ later); elsewhere the column says n/a.
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,13 +67,17 @@ def measure_here(workload_key, kind, label):
 
 
 def peak_memory_mib(workload_key, kind, label, timeout=900):
-    """Run ``measure_here`` in a child process; returns MiB or raises Unavailable."""
+    """Run ``measure_here`` in a child process; returns MiB or raises Unavailable. The
+    child gets glibc's default settings even under ``--keep-freed-memory``: memory kept
+    from the warm-up call would count as memory the measured call needs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.memory", workload_key, kind, label],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=Path(__file__).resolve().parent.parent,
+        env=env,
     )
     lines = completed.stdout.strip().splitlines()
     try:
