@@ -17,7 +17,7 @@ import numpy as np
 import scipy.special as sc
 
 from ..core.batch_axes import broadcasting_rule
-from ..core.ir import Aval
+from ..core.ir import Aval, aval_of
 from ..core.primitive import Zero, batch_rules, primitive
 from .common import as_operand, implements, ufunc_dtype
 from .elementwise import _binary, _elementwise_jvp, _unary, prims
@@ -33,7 +33,7 @@ def _polygamma_impl(x, order):
 
 def _polygamma_jvp(primals, tangents, outs, order):
     if type(tangents[0]) is Zero:
-        return [Zero(Aval(outs[0].shape, outs[0].dtype))]
+        return [Zero(aval_of(outs[0]))]
     return [tangents[0] * polygamma_p.bind(primals[0], order=order + 1)]
 
 
