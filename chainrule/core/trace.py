@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from contextlib import contextmanager
 
 import numpy as np
@@ -53,6 +54,27 @@ def user_source():
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
     return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+
+
+_NUMPY_DIR = os.path.dirname(np.__file__)
+_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+
+
+def _library_caller() -> str | None:
+    """The function of an installed library (not NumPy, not chainrule) that the user's
+    code called and that is running NumPy on a tracer right now, as `module.function`;
+    None when the user's own code is. Such functions convert their arguments with
+    np.asarray."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith((_PACKAGE_DIR,
+                                                                     _NUMPY_DIR)):
+        frame = frame.f_back
+    entry = None
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS) and \
+            not frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        entry, frame = frame, frame.f_back
+    return None if entry is None else \
+        f"{entry.f_globals.get('__name__', '?')}.{entry.f_code.co_name}"
 
 
 class Trace:
@@ -330,6 +352,14 @@ class Tracer:
         return handler(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
+        library = _library_caller()
+        if library is not None:
+            raise TracerConversionError(
+                f"a traced array ({self.aval}) was converted to a plain NumPy array inside "
+                f"the library function `{library}`, which would silently drop its "
+                f"derivative: chainrule cannot see through library code that converts its "
+                f"arguments. Write that computation with NumPy calls, or give it a "
+                f"derivative rule with chainrule.custom_vjp.")
         raise TracerConversionError(
             f"a traced array ({self.aval}) was converted to a plain NumPy array, which "
             f"would silently drop its derivative. This happens in np.array([...]) / "
