@@ -331,25 +331,43 @@ def _reverse_blocks(traced, ins, outs):
     return blocks
 
 
+def _input_signature(args, nums):
+    leaves, tree = tree_flatten(tuple(args[i] for i in nums))
+    return tree, tuple((np.shape(x), aval_of(x).dtype) for x in leaves)
+
+
 def _jac_transform(fun, argnums, direction):
-    """direction: "fwd", "rev", "auto" (linearized, then the cheaper way), or
-    "rev_unless_wide" (on a tape; linearized again, forward, when there are fewer
-    inputs than outputs)."""
+    """direction: "fwd", "rev", "auto" (forward when there are fewer inputs than
+    outputs, else reverse), or "rev_unless_wide" (the same choice, for the Hessian).
+    Which one is wide shows only after a run, so each signature of the inputs remembers
+    it: the first "auto" call linearizes (a linear graph serves both ways) and later
+    ones go the chosen way at once, backwards on a tape; "rev_unless_wide" starts on a
+    tape and linearizes again when that was the wrong guess."""
+    wide_at: dict = {}      # input signature -> whether the Jacobian there was wide
+
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         nums = _argnums_tuple(argnums, len(args))
         call = lambda *a: fun(*a, **kwargs)
-        taped = direction in ("rev", "rev_unless_wide")
-        traced = (_reverse if taped else _Linearized)(call, args, nums, False)
+        choosing = direction in ("auto", "rev_unless_wide")
+        key = _input_signature(args, nums) if choosing else None
+        known = wide_at.get(key)
+        linearize = direction == "fwd" or choosing and known or \
+            direction == "auto" and known is None
+        traced = (_Linearized if linearize else _reverse)(call, args, nums, False)
         _check_differentiable(traced, "a Jacobian")
         for o in traced.outs:
             if not _is_float(o):
                 raise NonDifferentiableError(
                     f"a Jacobian of an output of dtype {aval_of(o).dtype}")
         wide = sum(np.size(x) for x in traced.leaves) < sum(np.size(o) for o in traced.outs)
-        if direction == "rev_unless_wide" and wide:
-            traced = _Linearized(call, args, nums)
-        forward = direction == "fwd" or wide and direction in ("auto", "rev_unless_wide")
+        if choosing:
+            if len(wide_at) >= 256:
+                wide_at.clear()
+            wide_at[key] = wide
+            if wide and not isinstance(traced, _Linearized):
+                traced = _Linearized(call, args, nums)
+        forward = direction == "fwd" or choosing and wide
         blocks = _forward_blocks(traced.linearize(), traced.leaves, traced.outs) if forward \
             else _reverse_blocks(traced, traced.leaves, traced.outs)
         rows = [tree_unflatten(traced.in_tree, row) for row in blocks]
@@ -371,8 +389,9 @@ def jacrev(fun, argnums=0):
 def jacobian(fun, argnums=0, mode="auto", order=None):
     """The Jacobian, shaped out.shape + in.shape. mode: "fwd", "rev", "auto" (forward
     when there are fewer inputs than outputs, else reverse: on the structured basis a
-    square Jacobian is cheaper backwards, the dense part comes last) or "cross_country"
-    (vertex elimination in `order`, searched when None; see chainrule.elimination)."""
+    square Jacobian is cheaper backwards, the dense part comes last; learnt at the first
+    call for each shape of the inputs) or "cross_country" (vertex elimination in
+    `order`, searched when None; see chainrule.elimination)."""
     if mode in ("fwd", "rev", "auto"):
         return _jac_transform(fun, argnums, mode)
     if mode == "cross_country":
@@ -386,7 +405,7 @@ def hessian(fun, argnums=0):
     """The Hessian. Of a scalar function (the usual case): reverse over reverse, both on
     tapes, the gradient's Jacobian in one batched backward pass. Of a vector-valued one:
     forward over reverse, jacfwd(jacrev(fun)) (found out by a first run that is then
-    repeated)."""
+    repeated, at the first call for each shape of the inputs)."""
     return _jac_transform(jacrev(fun, argnums), argnums, "rev_unless_wide")
 
 

@@ -82,6 +82,33 @@ def test_jacobian_auto_runs_the_function_once_and_picks_the_cheaper_mode():
     np.testing.assert_allclose(cr.jacobian(narrow, mode="fwd")(x), [2.0, 2.0])
 
 
+def test_jacobian_auto_remembers_the_direction_for_each_shape_of_the_inputs(monkeypatch):
+    from chainrule import api
+    linearized = []
+
+    class Counted(api._Linearized):
+        def __init__(self, *a, **k):
+            linearized.append(1)
+            super().__init__(*a, **k)
+    monkeypatch.setattr(api, "_Linearized", Counted)
+    A = rng.standard_normal((3, 3))
+    square = cr.jacobian(lambda x: np.tanh(A @ x) * x)
+    for k in range(3):
+        x = rng.standard_normal(3)
+        t = np.tanh(A @ x)
+        np.testing.assert_allclose(square(x), np.diag(t) + ((1 - t * t) * x)[:, None] * A,
+                                   rtol=1e-12)
+        assert len(linearized) == 1         # later calls go backwards on a tape
+    square(rng.standard_normal(3).astype(np.float32))        # a new signature
+    assert len(linearized) == 2
+    # the same input shape, a wider output (Python control flow on values): the tape's
+    # guess is wrong, found out, and the Jacobian is right
+    grow = cr.jacobian(lambda x: np.sin(x) if x[0] > 0 else np.concatenate([np.sin(x)] * 3))
+    x = np.array([0.5, 0.2, -0.1])
+    np.testing.assert_allclose(grow(x), np.diag(np.cos(x)), rtol=1e-14)
+    np.testing.assert_allclose(grow(-x), np.vstack([np.diag(np.cos(x))] * 3), rtol=1e-14)
+
+
 def test_any_order_and_mixed_modes():
     assert cr.grad(cr.grad(cr.grad(np.sin)))(1.0) == pytest.approx(-np.cos(1.0))
     assert cr.grad(cr.grad(lambda x: x ** 3))(3.0) == pytest.approx(18.0)
