@@ -404,10 +404,17 @@ SPECIAL = {
     "gammaln at negative non-integers": (sc.gammaln, negative_off_integers),
     "digamma": (sc.digamma, positive),
     "digamma at negative non-integers": (sc.digamma, negative_off_integers),
+    "gamma": (sc.gamma, positive), "gamma at negative non-integers":
+        (sc.gamma, negative_off_integers), "rgamma": (sc.rgamma, positive),
+    "erfcx": (sc.erfcx, real), "i0": (sc.i0, real), "i1": (sc.i1, real),
+    "i0e": (sc.i0e, nonzero), "i1e": (sc.i1e, nonzero),
     "scipy.special's copies of NumPy ufuncs":
         (lambda x: sc.expm1(x) + sc.log1p(x) + sc.exp2(x) + sc.cbrt(x), positive),
 }
-SPECIAL_BINARY = {"xlogy": (sc.xlogy, real, positive), "xlog1py": (sc.xlog1py, real, positive)}
+SPECIAL_BINARY = {"xlogy": (sc.xlogy, real, positive), "xlog1py": (sc.xlog1py, real, positive),
+                  "rel_entr": (sc.rel_entr, positive, positive),
+                  "kl_div": (sc.kl_div, positive, positive),
+                  "betaln": (sc.betaln, positive, positive)}
 
 SPECS = [Spec(name, fn, one(domain)) for name, (fn, domain) in UNARY.items()] + \
         [Spec(f"scipy.special {name}", fn, one(domain)) for name, (fn, domain) in

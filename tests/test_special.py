@@ -55,8 +55,8 @@ def test_jit_and_vmap_agree_with_eager():
 
 
 def test_a_scipy_ufunc_without_rules_is_named():
-    with pytest.raises(UnsupportedOperationError, match="i0e"):
-        cr.grad(lambda x: np.sum(sc.i0e(x)))(np.ones(3))
+    with pytest.raises(UnsupportedOperationError, match=r"`j0 \(a ufunc from outside NumPy\)`"):
+        cr.grad(lambda x: np.sum(sc.j0(x)))(np.ones(3))
 
 
 @pytest.mark.parametrize("fn, name", [(sc.logsumexp, "logsumexp"),

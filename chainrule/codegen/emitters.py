@@ -58,9 +58,10 @@ def _register_special(special):
         f = f"scipy.special.{name}"
         _register(elementwise.prims[name], lambda ctx, *xs, f=f: f"{f}({', '.join(xs)})", f,
                   imports="scipy.special")
-    _register(special.polygamma_p, lambda ctx, x, order: (
-        f"{NAMESPACE}.asarray(scipy.special.polygamma({order}, {x}), "
-        f"{dtype_source(ctx.out_aval.dtype)})"), imports="scipy.special")
+    for prim, fn in special.FAMILY_FUNCTIONS.items():
+        _register(prim, lambda ctx, x, order, fn=fn: (
+            f"{NAMESPACE}.asarray(scipy.special.{fn}({order}, {x}), "
+            f"{dtype_source(ctx.out_aval.dtype)})"), imports="scipy.special")
 
 
 def dtype_source(dtype) -> str:
