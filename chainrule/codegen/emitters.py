@@ -47,13 +47,21 @@ def _register(prim, emit, ufunc=None, view=False, imports=None):
 def emitter_of(prim) -> Emitter | None:
     """The emitter of prim, or None. scipy.special's primitives, defined when a traced
     value first meets one (ops/special.py), get theirs once that has happened."""
-    special = sys.modules.get("chainrule.ops.special")
-    if prim not in EMITTERS and special is not None:
-        _register_special(special)
-    return EMITTERS.get(prim)
+    emitter = EMITTERS.get(prim)
+    if emitter is None and not _special_registered:
+        special = sys.modules.get("chainrule.ops.special")
+        if special is not None:
+            _register_special(special)
+            emitter = EMITTERS.get(prim)
+    return emitter
+
+
+_special_registered = False     # scipy.special's emitters are in EMITTERS
 
 
 def _register_special(special):
+    global _special_registered
+    _special_registered = True
     for name in (*special.UNARY, *special.BINARY):
         f = f"scipy.special.{name}"
         _register(elementwise.prims[name], lambda ctx, *xs, f=f: f"{f}({', '.join(xs)})", f,
