@@ -27,7 +27,7 @@ from .transforms.basis import apply_structured, identity_basis
 from .transforms.batching import vmap_graph_eval
 from .transforms.jvp import instantiate, jvp_flat, linearize_flat
 from .transforms.simplify import dce
-from .transforms.tape import tape_flat
+from .transforms.tape import LinearGraphVJP, tape_flat
 from .transforms.transpose import backward_pass
 
 
@@ -107,22 +107,13 @@ class _Linearized(_Flattened):
         vmap's interpreter. `last` (no pull follows) matters to the tape, which then
         frees what it saved as it goes; a linear graph has nothing to free early."""
         if batch is not None:
-            avals = [aval_of(o) for o, c in zip(self.outs, ct_leaves) if c is not None]
-            adjoint, _, _ = trace_flat(
-                lambda *cts: [_instantiate_like(c, x) for c, x in zip(
-                    self.pull(_refill(ct_leaves, cts)), self.leaves)], avals, abstract=True)
             given = [c for c in ct_leaves if c is not None]
-            return vmap_graph_eval(adjoint, adjoint.consts, given, [0] * len(given), batch,
-                                   apply=apply_structured)
+            cts = iter(LinearGraphVJP(self.lin, [c is not None for c in ct_leaves]).batched(
+                given, [0] * len(given), batch))
+            return [next(cts) if _is_float(x) else None for x in self.leaves]
         ct_leaves = [Zero(aval_of(o)) if c is None else c for c, o in zip(ct_leaves, self.outs)]
         cts = iter(backward_pass(self.lin, ct_leaves))
         return [next(cts) if _is_float(x) else None for x in self.leaves]
-
-
-def _refill(template, values):
-    """template with its non-None entries replaced, in order, by values."""
-    it = iter(values)
-    return [None if t is None else next(it) for t in template]
 
 
 class _Taped(_Flattened):
