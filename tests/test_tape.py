@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.core.primitive import transpose_rules
+from chainrule.core.primitive import RuleTable, transpose_rules
 from chainrule.ops.elementwise import prims
 from chainrule.transforms import tape, templates
 from chainrule.transforms.jvp import linearize_flat
@@ -76,6 +76,11 @@ def test_changing_a_rule_drops_the_templates_made_from_it():
     finally:
         transpose_rules[neg] = saved
     np.testing.assert_allclose(cr.grad(f)(x), -np.ones(3))
+    before = RuleTable.version          # every way of changing a table counts
+    transpose_rules.setdefault(neg, saved)
+    rules = transpose_rules
+    rules |= {}
+    assert RuleTable.version == before + 2
 
 
 def test_control_flow_and_custom_rules_take_the_general_route():

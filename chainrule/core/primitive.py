@@ -41,21 +41,17 @@ class RuleTable(dict):
     rules derived from these (the tape's VJP templates) compare against."""
     version = 0
 
-    def __setitem__(self, key, rule):
-        RuleTable.version += 1
-        super().__setitem__(key, rule)
 
-    def __delitem__(self, key):
+def _counted(method):
+    def change(self, *args, **kwargs):
         RuleTable.version += 1
-        super().__delitem__(key)
+        return method(self, *args, **kwargs)
+    return change
 
-    def pop(self, *args):
-        RuleTable.version += 1
-        return super().pop(*args)
 
-    def update(self, *args, **kwargs):
-        RuleTable.version += 1
-        super().update(*args, **kwargs)
+for _name in ("__setitem__", "__delitem__", "__ior__", "pop", "popitem", "setdefault",
+              "update", "clear"):
+    setattr(RuleTable, _name, _counted(getattr(dict, _name)))
 
 
 impl_rules = RuleTable()
