@@ -592,14 +592,17 @@ def _while_tangent_transpose_impl(*args, cond, body, tangent_body, num_cond_cons
     return acc + cts
 
 
-def _with_primals_jvp_graph(graph, nonzero, n_front):
-    """(first n_front inputs, their tangents, other inputs, their tangents) -> (outputs,
-    tangents of the float outputs): the graph and its JVP side by side."""
+def _with_primals_jvp_graph(graph, nonzero, *sizes):
+    """The graph and its JVP side by side: its inputs cut into groups of the given sizes
+    (then the rest), each group followed by the tangents of its `nonzero` inputs ->
+    (outputs, tangents of the float outputs)."""
     g, _ = jvp_graph_of(graph, nonzero, force=[a.is_float for a in _out_avals(graph)],
                         with_primals=True)
-    front, rest, d_front, d_rest = _cut(g.invars, n_front, len(graph.invars) - n_front,
-                                        sum(nonzero[:n_front]))
-    return Graph([], front + d_front + rest + d_rest, g.eqns, g.outvars, [])
+    n = len(graph.invars)
+    groups = _cut(g.invars[:n], *sizes)
+    tangents = _cut(g.invars[n:], *[sum(m) for m in _cut(nonzero, *sizes)[:-1]])
+    return Graph([], [v for xs, ts in zip(groups, tangents) for v in xs + ts], g.eqns,
+                 g.outvars, [])
 
 
 def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_body,
@@ -615,15 +618,10 @@ def _while_tangent_transpose_jvp(primals, tangents, outs, cond, body, tangent_bo
     k_nz = [a.is_float for a in _out_avals(body)]
     n_ct, n_kt = _num_const_tangents(body, tangent_body, nbc), len(cts)
     aug_body = _with_primals_jvp_graph(body, bc_nz + k_nz, nbc)
+    # (bc, d_bc, carry, d_carry, the tangents, their tangents) -> ...
     aug_tangent_body = _with_primals_jvp_graph(
-        tangent_body, bc_nz + k_nz + [False] * n_ct + [True] * n_kt, nbc)
-    # aug_tangent_body's inputs: bc, d_bc, carry, [consts tangents, carry tangents],
-    # d_carry, d_(carry tangents); it wants bc, d_bc, carry, d_carry, then the tangents.
+        tangent_body, bc_nz + k_nz + [False] * n_ct + [True] * n_kt, nbc, nk)
     n_dbc = sum(bc_nz)
-    front, ts, d_k, d_ts = _cut(aug_tangent_body.invars, nbc + n_dbc + nk, n_ct + n_kt,
-                                sum(k_nz))
-    aug_tangent_body = Graph([], front + d_k + ts + d_ts, aug_tangent_body.eqns,
-                             aug_tangent_body.outvars, [])
     aug_cond = _cond_of_more(cond, [v.aval for v, z in zip(body.outvars, k_nz) if z])
     out = while_tangent_transpose_p.bind(
         *cc, *bc, *[t for t, z in zip(d_bc, bc_nz) if z], *carry,
