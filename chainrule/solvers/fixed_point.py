@@ -17,7 +17,9 @@ from .common import Replay, Solver, SolverInfo, per_iteration, record, value_of
 
 def fixed_point_iteration(T, *, anderson=0, regularization=1e-10, maxiter=1000,
                           tol=1e-8, checkpoint=False):
-    T_per_iteration = per_iteration(T, checkpoint)
+    # Without Anderson, checkpoint=True replays the iteration (`Replay`): the run that
+    # records it is untraced, so rematerializing T there would only add tracing work.
+    T_per_iteration = per_iteration(T, checkpoint and anderson > 0)
 
     def run(x, theta, trail=None):
         images, residuals, previous = [], [], x
