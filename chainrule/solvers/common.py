@@ -97,12 +97,12 @@ def replay_in_segments(replay, init, theta, trail):
         return replay.output(state)
     length = int(np.ceil(np.sqrt(n)))
     columns = [np.asarray(column, np.float64) for column in zip(*trail)]
-
-    def segment(state, theta, constants):
-        return scan(lambda s, c: (replay.advance(s, theta, c), None), state, constants,
-                    length=len(constants[0]) if constants else size)[0]
     for lo in range(0, n, length):
         size = min(length, n - lo)
+
+        def segment(state, theta, constants):   # length: a trail may hold no constants
+            return scan(lambda s, c: (replay.advance(s, theta, c), None), state, constants,
+                        length=size)[0]
         state = remat(segment)(state, theta, [column[lo:lo + size] for column in columns])
     return replay.output(state)
 
