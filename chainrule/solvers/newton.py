@@ -28,7 +28,6 @@ class _Operator:
     def __init__(self, apply, theta):
         self.apply = apply
         self.theta_tree = tree_flatten(theta)[1]
-        self.__name__ = apply.__name__
 
     def operands(self, x, theta):
         return [x] + tree_flatten(theta)[0]
