@@ -16,26 +16,9 @@ import warnings
 
 import numpy as np
 
-import chainrule as cr
 from chainrule import solvers as S
 
-from .diff_modes import make_problem, median_time, peak_memory
-
-
-def value_and_hypergradient(problem, iterations, checkpoint):
-    loss, X, y, X_val, y_val = problem
-    step = 1 / (np.linalg.norm(X, 2) ** 2 / X.shape[0] + 1.0)
-
-    def objective(w, theta):
-        log_lam, X, y = theta
-        return loss(w, X, y) + 0.5 * np.exp(log_lam) * np.sum(w * w)
-
-    def validation(log_lam):
-        w = S.minimize(objective, np.zeros(X.shape[1]), (log_lam, X, y), method="gd",
-                       step_size=step, diff="unroll", maxiter=iterations, tol=0.0,
-                       on_nonconvergence="ignore", checkpoint=checkpoint)
-        return loss(w, X_val, y_val)
-    return cr.value_and_grad(validation)
+from .diff_modes import hypergradient_fn, make_problem, median_time, peak_memory
 
 
 def main(argv=None):
@@ -52,7 +35,7 @@ def main(argv=None):
     for k in args.budgets:
         row, grads = [], []
         for checkpoint in (False, True):
-            fn = value_and_hypergradient(problem, k, checkpoint)
+            fn = hypergradient_fn("gd", problem, k, "unroll", checkpoint=checkpoint)[1]
             grads.append(fn(0.0)[1])
             row.append((peak_memory(lambda: fn(0.0)) / 2 ** 20,
                         median_time(lambda: fn(0.0), args.repeat)))

@@ -53,7 +53,7 @@ def make_problem(kind, dim, samples, rng):
     return loss, X[:samples], y[:samples], X[samples:], y[samples:]
 
 
-def hypergradient_fn(kind, problem, iterations, diff, tol=0.0):
+def hypergradient_fn(kind, problem, iterations, diff, tol=0.0, checkpoint=False):
     loss, X, y, X_val, y_val = problem
     data_lipschitz = np.linalg.norm(X, 2) ** 2 / X.shape[0]
 
@@ -62,7 +62,8 @@ def hypergradient_fn(kind, problem, iterations, diff, tol=0.0):
         return loss(w, X, y) + 0.5 * np.exp(log_lam) * np.sum(w * w)
 
     def solve(log_lam):
-        common = dict(diff=diff, maxiter=iterations, tol=tol, on_nonconvergence="ignore")
+        common = dict(diff=diff, maxiter=iterations, tol=tol, on_nonconvergence="ignore",
+                      checkpoint=checkpoint)
         if kind == "newton":
             return S.minimize(objective, np.zeros(X.shape[1]), (log_lam, X, y),
                               method="newton", line_search=False, solve="cg",
