@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 from contextlib import contextmanager
 
 import numpy as np
@@ -56,21 +55,20 @@ def user_source():
     return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
 
 
-_NUMPY_DIR = os.path.dirname(np.__file__)
-_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
-
-
 def _library_caller() -> str | None:
     """The function of an installed library (not NumPy, not chainrule) that the user's
     code called and that is running NumPy on a tracer right now, as `module.function`;
     None when the user's own code is. Such functions convert their arguments with
-    np.asarray."""
+    np.asarray. (Only on the way to an error: nothing here runs at import.)"""
+    import sysconfig
+    numpy_dir = os.path.dirname(np.__file__)
+    library_dirs = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
     frame = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith((_PACKAGE_DIR,
-                                                                     _NUMPY_DIR)):
+                                                                     numpy_dir)):
         frame = frame.f_back
     entry = None
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS) and \
+    while frame is not None and frame.f_code.co_filename.startswith(library_dirs) and \
             not frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         entry, frame = frame, frame.f_back
     return None if entry is None else \
